@@ -1,0 +1,39 @@
+"""Shared test helpers.
+
+Tests that need a real part of the machine (root, /dev/fuse, SGE, namespaces) call `require(...)`:
+on a developer's machine a missing part skips the test with the reason; under CI (`CI=true`) it
+fails, because there a missing part means an install step is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, what: str) -> None:
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"missing on the CI machine: {what} (an install step is missing)")
+    pytest.skip(f"needs {what}")
+
+
+def require_root() -> None:
+    require(os.geteuid() == 0, "root")
+
+
+def require_fuse() -> None:
+    require_root()
+    require(Path("/dev/fuse").exists() and shutil.which("fusermount3") is not None, "/dev/fuse and fusermount3")
+
+
+def require_sge() -> None:
+    require_root()
+    require(Path("/usr/lib/gridengine/sge_qmaster").exists() and shutil.which("qsub") is not None,
+            "Debian gridengine packages (make deps)")
