@@ -1,0 +1,277 @@
+"""Configure Debian's Sun Grid Engine for a bench cluster and run its qmaster.
+
+Idempotent and non-interactive: every step reads SGE's current configuration, changes only what
+differs, and loads it back with `qconf -M*`/`-A*` from files (qconf's editor mode is not scriptable).
+Runs on the manager node (the host namespace) after `scripts/install-system-deps.sh` installed the
+gridengine packages with the cell already initialised by debconf.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+QUEUE = "all.q"
+HOSTGROUP = "@allhosts"
+QCONF_TIMEOUT_S = 30.0
+
+# Our complexes: requestable and consumable, with the seed's defaults (1 core, 2G).
+COMPLEX_LINES = {
+    "static_cores": "static_cores        sc         INT       <=    YES         YES        1        0",
+    "static_mem": "static_mem          sm         MEMORY    <=    YES         YES        2G       0",
+}
+
+# Jobs run as root inside the member namespaces, so the uid/gid floor must go; a short load report
+# lets a new member show up in qhost within seconds instead of 40 s.
+GLOBAL_SETTINGS = {
+    "min_uid": "0",
+    "min_gid": "0",
+    "load_report_time": "00:00:05",
+    "max_unheard": "00:01:00",
+}
+
+# seqno sorting plus per-host sequence numbers (set when a host joins) fills members one after
+# another, so surplus members go idle and the autoscaler can remove them. Load adjustments are off
+# because every namespace reports the same host-wide load.
+SCHEDULER_SETTINGS = {
+    "schedule_interval": "0:0:1",
+    "queue_sort_method": "seqno",
+    "job_load_adjustments": "NONE",
+    "load_adjustment_decay_time": "0:0:0",
+    "flush_submit_sec": "1",
+    "flush_finish_sec": "1",
+}
+
+QUEUE_SETTINGS = {
+    "hostlist": HOSTGROUP,
+    "seq_no": "0",
+    "load_thresholds": "NONE",
+    "pe_list": "NONE",
+    "rerun": "TRUE",  # lets a drain reschedule running jobs with qmod -rj
+    "slots": "1",  # per-host values (= static_cores) are set when a member joins
+    "tmpdir": "/scratch",  # per-job $TMPDIR on the member's /scratch
+    "shell": "/bin/bash",
+}
+
+
+class SgeSetupError(Exception):
+    """SGE could not be configured or started; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class SgeInstall:
+    sge_root: Path = Path("/var/lib/gridengine")
+    cell: str = "default"
+    bin_dir: Path = Path("/usr/lib/gridengine")
+
+    @property
+    def common_dir(self) -> Path:
+        return self.sge_root / self.cell / "common"
+
+    @property
+    def qmaster_pid_file(self) -> Path:
+        return Path("/var/spool/gridengine/qmaster/qmaster.pid")
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["SGE_ROOT"] = str(self.sge_root)
+        env["SGE_CELL"] = self.cell
+        return env
+
+    def check_installed(self) -> None:
+        needed = (self.bin_dir / "sge_qmaster", self.bin_dir / "qconf", self.common_dir / "bootstrap")
+        missing = [p for p in needed if not p.exists()]
+        if missing:
+            raise SgeSetupError(
+                "Sun Grid Engine is not installed or its cell is not initialised "
+                f"(missing {', '.join(map(str, missing))}); run scripts/install-system-deps.sh as root")
+
+
+def _qconf(install: SgeInstall, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(install.bin_dir / "qconf"), *args], env=install.env(), capture_output=True,
+                          text=True, timeout=QCONF_TIMEOUT_S, check=False)
+    if check and proc.returncode != 0:
+        raise SgeSetupError(f"qconf {' '.join(args)} failed: {(proc.stderr or proc.stdout).strip()}")
+    return proc
+
+
+def _load_file(install: SgeInstall, flag: str, name: str, text: str) -> None:
+    """qconf -M*/-A* read a file; for -Mconf the file must be named after the configuration."""
+    with tempfile.TemporaryDirectory(prefix="bench-sge-") as tmp:
+        path = Path(tmp) / name
+        path.write_text(text)
+        _qconf(install, flag, str(path))
+
+
+def parse_settings(text: str) -> dict[str, str]:
+    """`name value` lines, with backslash continuations joined."""
+    settings: dict[str, str] = {}
+    lines = text.replace("\\\n", " ").splitlines()
+    for line in lines:
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, _, value = line.partition(" ")
+        settings[key.strip()] = " ".join(value.split())
+    return settings
+
+
+def render_settings(settings: dict[str, str]) -> str:
+    return "".join(f"{key:<34} {value}\n" for key, value in settings.items())
+
+
+def _apply_settings(current_text: str, wanted: dict[str, str]) -> tuple[dict[str, str], bool]:
+    current = parse_settings(current_text)
+    changed = any(current.get(k) != v for k, v in wanted.items())
+    current.update(wanted)
+    return current, changed
+
+
+def write_host_aliases(install: SgeInstall, manager_hostname: str) -> None:
+    """127.0.0.1 reverse-resolves to `localhost` here, so qmaster would reject commands issued from
+    this host ("client IP resolved to host name localhost") without this alias."""
+    path = install.common_dir / "host_aliases"
+    line = f"{manager_hostname} localhost"
+    existing = path.read_text().splitlines() if path.exists() else []
+    if line in existing:
+        return
+    kept = [entry for entry in existing if entry.split()[:1] != [manager_hostname]]
+    path.write_text("\n".join([*kept, line]) + "\n")
+
+
+def qmaster_pid(install: SgeInstall) -> int | None:
+    try:
+        pid = int(install.qmaster_pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return pid if b"sge_qmaster" in cmdline else None
+
+
+def qmaster_answers(install: SgeInstall) -> bool:
+    try:
+        return _qconf(install, "-sh", check=False).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def start_qmaster(install: SgeInstall, timeout_s: float = 60.0) -> int:
+    """Start sge_qmaster (it daemonises itself into its own session and writes its pid file) and
+    wait until it answers. Already running → return its pid."""
+    pid = qmaster_pid(install)
+    if pid is None:
+        proc = subprocess.run([str(install.bin_dir / "sge_qmaster")], env=install.env(), capture_output=True,
+                              text=True, timeout=timeout_s, check=False)
+        if proc.returncode != 0:
+            raise SgeSetupError(f"sge_qmaster did not start: {(proc.stderr or proc.stdout).strip()}")
+    deadline = time.monotonic() + timeout_s
+    delay = 0.2
+    while time.monotonic() < deadline:
+        pid = qmaster_pid(install)
+        if pid is not None and qmaster_answers(install):
+            return pid
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+    raise SgeSetupError(f"sge_qmaster did not answer within {timeout_s:.0f} s; "
+                        "see /var/spool/gridengine/qmaster/messages")
+
+
+def stop_qmaster(install: SgeInstall, timeout_s: float = 30.0) -> None:
+    """Stop qmaster: SIGTERM (a clean shutdown), then SIGKILL after the timeout. Idempotent."""
+    pid = qmaster_pid(install)
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if qmaster_pid(install) is None:
+            return
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+
+
+def _ensure_global_config(install: SgeInstall) -> None:
+    current = _qconf(install, "-sconf", "global").stdout
+    body = "\n".join(line for line in current.splitlines() if not line.startswith("#"))
+    settings, changed = _apply_settings(body, GLOBAL_SETTINGS)
+    if changed:
+        _load_file(install, "-Mconf", "global", render_settings(settings))
+
+
+def _ensure_scheduler(install: SgeInstall) -> None:
+    settings, changed = _apply_settings(_qconf(install, "-ssconf").stdout, SCHEDULER_SETTINGS)
+    if changed:
+        _load_file(install, "-Msconf", "sched_conf", render_settings(settings))
+
+
+def _ensure_complexes(install: SgeInstall) -> None:
+    current = _qconf(install, "-sc").stdout
+    names = {line.split()[0] for line in current.splitlines() if line.strip() and not line.startswith("#")}
+    missing = [line for name, line in COMPLEX_LINES.items() if name not in names]
+    if missing:
+        kept = [line for line in current.splitlines() if line.strip() and not line.startswith("#")]
+        _load_file(install, "-Mc", "complexes", "\n".join([*kept, *missing]) + "\n")
+
+
+def _ensure_hostgroup(install: SgeInstall) -> None:
+    if _qconf(install, "-shgrp", HOSTGROUP, check=False).returncode != 0:
+        _load_file(install, "-Ahgrp", "hostgroup", f"group_name {HOSTGROUP}\nhostlist NONE\n")
+
+
+def _queue_template(install: SgeInstall) -> str:
+    """qconf has no 'show template' command: run `-aq` with `cat` as the editor to read it (the add
+    itself then fails harmlessly on the reserved name 'template')."""
+    env = install.env()
+    env["EDITOR"] = "cat"
+    proc = subprocess.run([str(install.bin_dir / "qconf"), "-aq"], env=env, capture_output=True, text=True,
+                          timeout=QCONF_TIMEOUT_S, check=False)
+    if "qname" not in proc.stdout:
+        raise SgeSetupError(f"could not read SGE's queue template: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _ensure_queue(install: SgeInstall) -> None:
+    shown = _qconf(install, "-sq", QUEUE, check=False)
+    if shown.returncode != 0:
+        settings, _ = _apply_settings(_queue_template(install), {"qname": QUEUE, **QUEUE_SETTINGS})
+        _load_file(install, "-Aq", "queue", render_settings(settings))
+        return
+    current = parse_settings(shown.stdout)
+    # slots keeps its per-host entries ("1,[bench-m01=2]"); only the default part is compared.
+    for key, value in QUEUE_SETTINGS.items():
+        have = current.get(key, "")
+        if key in ("slots", "seq_no"):
+            have = have.split(",")[0]
+        if have != value:
+            _qconf(install, "-mattr", "queue", key, value, QUEUE)
+
+
+def _ensure_submit_host(install: SgeInstall, hostname: str) -> None:
+    hosts = _qconf(install, "-ss", check=False).stdout.split()
+    if hostname not in hosts:
+        _qconf(install, "-as", hostname)
+
+
+def configure(install: SgeInstall, manager_hostname: str) -> None:
+    """Everything cluster-wide; per-member exec host setup is the manager's SGE adapter's job."""
+    _ensure_global_config(install)
+    _ensure_scheduler(install)
+    _ensure_complexes(install)
+    _ensure_hostgroup(install)
+    _ensure_queue(install)
+    _ensure_submit_host(install, manager_hostname)
+
+
+def bring_up(install: SgeInstall, manager_hostname: str) -> int:
+    install.check_installed()
+    write_host_aliases(install, manager_hostname)
+    pid = start_qmaster(install)
+    configure(install, manager_hostname)
+    return pid
