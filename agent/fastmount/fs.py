@@ -1,0 +1,281 @@
+"""The read-only FUSE filesystem of a fast mount: a pass-through of a source directory.
+
+Kept small on purpose: metadata caching lives in `metadata.py`, read-ahead in `prefetch.py` and
+`blockreader.py`. Every write-type request is refused with EROFS (the mount is also made `ro` in the
+kernel, so these handlers are the second line, not the only one).
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import pyfuse3
+import trio
+
+from agent.fastmount.blockreader import BlockFetcher, PrefetchingReader
+from agent.fastmount.metadata import (
+    CacheConfig,
+    InodeTable,
+    Listing,
+    NegativeCache,
+    read_listing,
+    to_entry,
+)
+from agent.fastmount.prefetch import MemoryBudget, PrefetchConfig, SourceSpeed
+from agent.fastmount.stats import Counters
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _os_errors(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Turn OSError from the source into the matching FUSE error (an uncaught one would stop the loop)."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except OSError as exc:
+            fs = args[0]
+            assert isinstance(fs, FastMountFS)
+            fs.counters.errors += 1
+            raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
+
+    return wrapper
+
+
+def _read_only() -> pyfuse3.FUSEError:
+    return pyfuse3.FUSEError(errno.EROFS)
+
+
+class FastMountFS(pyfuse3.Operations):
+    def __init__(
+        self,
+        source: str,
+        cache: CacheConfig | None = None,
+        prefetch: PrefetchConfig | None = None,
+        memory_budget: int = 512 * 1024 * 1024,
+        fetch_threads: int = 16,
+    ) -> None:
+        super().__init__()
+        self._source = os.fsencode(os.path.realpath(source))
+        self._cache = cache or CacheConfig()
+        self._prefetch = prefetch or PrefetchConfig()
+        self._budget = MemoryBudget(memory_budget)
+        self._fetcher = BlockFetcher(fetch_threads)
+        self._speed = SourceSpeed()
+        self._inodes = InodeTable(self._source)
+        self._missing = NegativeCache(self._cache)
+        self._listings: dict[int, Listing] = {}
+        self._open_dirs: dict[int, tuple[int, Listing]] = {}
+        self._open_files: dict[int, tuple[int, PrefetchingReader]] = {}
+        self._next_fh = 1
+        self.counters = Counters()
+        self.initialised = trio.Event()
+
+    # lifecycle
+
+    def init(self) -> None:
+        self.initialised.set()
+
+    def shutdown(self) -> None:
+        for fd, reader in self._open_files.values():
+            reader.close()
+            os.close(fd)
+        self._open_files.clear()
+        self._fetcher.shutdown()
+
+    def _new_fh(self) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        return fh
+
+    # metadata
+
+    @_os_errors
+    async def lookup(
+        self, parent_inode: pyfuse3.InodeT, name: pyfuse3.FileNameT, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        parent = self._inodes.path(parent_inode)
+        if name == b".":
+            path = parent
+        elif name == b"..":
+            path = parent if parent == self._source else os.path.dirname(parent)
+        else:
+            path = os.path.join(parent, name)
+        now = time.monotonic()
+        if (path, now) in self._missing:
+            return self._negative_entry()
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            self._missing.add(path, now)
+            return self._negative_entry()
+        return to_entry(st, self._inodes.remember(path, st), self._cache)
+
+    def _negative_entry(self) -> pyfuse3.EntryAttributes:
+        # st_ino 0 lets the kernel cache the miss for entry_timeout, so it does not even ask again.
+        entry = pyfuse3.EntryAttributes()
+        entry.st_ino = pyfuse3.InodeT(0)
+        entry.entry_timeout = self._cache.negative_timeout
+        return entry
+
+    async def forget(self, inode_list: Sequence[tuple[pyfuse3.InodeT, int]]) -> None:
+        for inode, nlookup in inode_list:
+            self._inodes.forget(inode, nlookup)
+
+    @_os_errors
+    async def getattr(self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return to_entry(os.lstat(self._inodes.path(inode)), inode, self._cache)
+
+    @_os_errors
+    async def readlink(self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext) -> pyfuse3.FileNameT:
+        return pyfuse3.FileNameT(os.readlink(self._inodes.path(inode)))
+
+    @_os_errors
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        sv = os.statvfs(self._source)
+        data = pyfuse3.StatvfsData()
+        for field in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree",
+                      "f_favail", "f_namemax"):
+            setattr(data, field, getattr(sv, field))
+        return data
+
+    # directories
+
+    @_os_errors
+    async def opendir(self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext) -> pyfuse3.FileHandleT:
+        path = self._inodes.path(inode)
+        now = time.monotonic()
+        listing = self._listings.get(inode)
+        if listing is None or listing.expires <= now or os.stat(path).st_mtime_ns != listing.dir_mtime_ns:
+            # A big directory takes a while to scan: keep the loop serving other requests meanwhile.
+            listing = await trio.to_thread.run_sync(read_listing, path, now, self._cache)
+            self._listings[inode] = listing
+        fh = self._new_fh()
+        self._open_dirs[fh] = (inode, listing)
+        return pyfuse3.FileHandleT(fh)
+
+    async def readdir(self, fh: pyfuse3.FileHandleT, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        inode, listing = self._open_dirs[fh]
+        path = self._inodes.path(inode)
+        entries = listing.entries
+        for index in range(start_id, len(entries)):
+            name, st = entries[index]
+            # readdirplus hands the kernel an inode for each entry, which counts as a lookup, but only if
+            # the entry fits in this reply: undo the count for the one that did not fit.
+            entry = to_entry(st, 0, self._cache)
+            child = os.path.join(path, name)
+            entry.st_ino = pyfuse3.InodeT(self._inodes.remember(child, st))
+            if not pyfuse3.readdir_reply(token, pyfuse3.FileNameT(name), entry, index + 1):
+                self._inodes.forget(entry.st_ino, 1)
+                break
+
+    async def releasedir(self, fh: pyfuse3.FileHandleT) -> None:
+        self._open_dirs.pop(fh, None)
+
+    # files
+
+    @_os_errors
+    async def open(
+        self, inode: pyfuse3.InodeT, flags: pyfuse3.FlagT, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.FileInfo:
+        if flags & WRITE_FLAGS:
+            raise _read_only()
+        fd = os.open(self._inodes.path(inode), os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            size = os.fstat(fd).st_size
+        except OSError:
+            os.close(fd)
+            raise
+        fh = self._new_fh()
+        reader = PrefetchingReader(fd, size, self._fetcher, self._budget, self._prefetch, self._speed)
+        self._open_files[fh] = (fd, reader)
+        self.counters.opens += 1
+        # keep_cache: the source does not change under a read-only mount, so pages read once stay valid
+        # and repeat reads never reach this process.
+        return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh), keep_cache=True)
+
+    @_os_errors
+    async def read(self, fh: pyfuse3.FileHandleT, off: int, size: int) -> bytes:
+        _fd, reader = self._open_files[fh]
+        try:
+            data = await reader.read(off, size)
+        except pyfuse3.FUSEError:
+            self.counters.errors += 1
+            raise
+        self.counters.bytes_read += len(data)
+        # pyfuse3 takes any buffer (it replies through the buffer protocol); a memoryview slice of a
+        # prefetched block avoids a copy, which the stub's `bytes` does not express.
+        return data  # type: ignore[return-value]
+
+    async def release(self, fh: pyfuse3.FileHandleT) -> None:
+        opened = self._open_files.pop(fh, None)
+        if opened is not None:
+            fd, reader = opened
+            reader.close()
+            os.close(fd)
+
+    async def flush(self, fh: pyfuse3.FileHandleT) -> None:
+        return None
+
+    async def fsync(self, fh: pyfuse3.FileHandleT, datasync: bool) -> None:
+        return None
+
+    # every write-type request
+
+    async def setattr(self, inode: pyfuse3.InodeT, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
+                      fh: pyfuse3.FileHandleT | None, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise _read_only()
+
+    async def mknod(self, parent_inode: pyfuse3.InodeT, name: pyfuse3.FileNameT, mode: pyfuse3.ModeT,
+                    rdev: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise _read_only()
+
+    async def mkdir(self, parent_inode: pyfuse3.InodeT, name: pyfuse3.FileNameT, mode: pyfuse3.ModeT,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise _read_only()
+
+    async def unlink(self, parent_inode: pyfuse3.InodeT, name: pyfuse3.FileNameT,
+                     ctx: pyfuse3.RequestContext) -> None:
+        raise _read_only()
+
+    async def rmdir(self, parent_inode: pyfuse3.InodeT, name: pyfuse3.FileNameT,
+                    ctx: pyfuse3.RequestContext) -> None:
+        raise _read_only()
+
+    async def symlink(self, parent_inode: pyfuse3.InodeT, name: pyfuse3.FileNameT, target: pyfuse3.FileNameT,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise _read_only()
+
+    async def rename(self, parent_inode_old: pyfuse3.InodeT, name_old: pyfuse3.FileNameT,
+                     parent_inode_new: pyfuse3.InodeT, name_new: pyfuse3.FileNameT, flags: pyfuse3.FlagT,
+                     ctx: pyfuse3.RequestContext) -> None:
+        raise _read_only()
+
+    async def link(self, inode: pyfuse3.InodeT, new_parent_inode: pyfuse3.InodeT, new_name: pyfuse3.FileNameT,
+                   ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise _read_only()
+
+    async def write(self, fh: pyfuse3.FileHandleT, off: int, buf: bytes) -> int:
+        raise _read_only()
+
+    async def create(self, parent_inode: pyfuse3.InodeT, name: pyfuse3.FileNameT, mode: pyfuse3.ModeT,
+                     flags: pyfuse3.FlagT, ctx: pyfuse3.RequestContext
+                     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        raise _read_only()
+
+    async def setxattr(self, inode: pyfuse3.InodeT, name: pyfuse3.XAttrNameT, value: bytes,
+                       ctx: pyfuse3.RequestContext) -> None:
+        raise _read_only()
+
+    async def removexattr(self, inode: pyfuse3.InodeT, name: pyfuse3.XAttrNameT,
+                          ctx: pyfuse3.RequestContext) -> None:
+        raise _read_only()

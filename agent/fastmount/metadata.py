@@ -1,0 +1,139 @@
+"""Metadata of the fast mount: the inode table, attribute conversion, negative-lookup and listing caches.
+
+The source is read-only from the mount's point of view, so metadata may be cached for a while; the
+timeouts handed to the kernel (entry/attr) and the caches here share one setting.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import pyfuse3
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    entry_timeout: float = 60.0
+    attr_timeout: float = 60.0
+    negative_timeout: float = 10.0
+    negative_entries: int = 65536
+    listing_timeout: float = 60.0
+
+
+def to_entry(st: os.stat_result, inode: int, config: CacheConfig) -> pyfuse3.EntryAttributes:
+    entry = pyfuse3.EntryAttributes()
+    entry.st_ino = pyfuse3.InodeT(inode)
+    entry.generation = 0
+    entry.entry_timeout = config.entry_timeout
+    entry.attr_timeout = config.attr_timeout
+    # Write bits are dropped so permission checks and tools agree with the read-only mount.
+    entry.st_mode = pyfuse3.ModeT(st.st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    entry.st_nlink = st.st_nlink
+    entry.st_uid = st.st_uid
+    entry.st_gid = st.st_gid
+    entry.st_rdev = st.st_rdev
+    entry.st_size = st.st_size
+    entry.st_blksize = 1024 * 1024  # tells readers (cp, cat, dd) to use large reads
+    entry.st_blocks = st.st_blocks
+    entry.st_atime_ns = st.st_atime_ns
+    entry.st_mtime_ns = st.st_mtime_ns
+    entry.st_ctime_ns = st.st_ctime_ns
+    return entry
+
+
+class InodeTable:
+    """Maps the kernel's inode numbers to source paths, counting the kernel's lookups so `forget` can free them.
+
+    Inodes are keyed by the source's (st_dev, st_ino) so hard links and repeated lookups share one number.
+    """
+
+    def __init__(self, source: bytes) -> None:
+        root = os.lstat(source)
+        self._paths: dict[int, bytes] = {pyfuse3.ROOT_INODE: source}
+        self._lookups: dict[int, int] = {pyfuse3.ROOT_INODE: 1}
+        self._by_key: dict[tuple[int, int], int] = {(root.st_dev, root.st_ino): pyfuse3.ROOT_INODE}
+        self._keys: dict[int, tuple[int, int]] = {pyfuse3.ROOT_INODE: (root.st_dev, root.st_ino)}
+        self._next = pyfuse3.ROOT_INODE + 1
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def path(self, inode: int) -> bytes:
+        try:
+            return self._paths[inode]
+        except KeyError:
+            raise pyfuse3.FUSEError(2) from None  # ENOENT: the kernel forgot it already
+
+    def remember(self, path: bytes, st: os.stat_result) -> int:
+        """Record one kernel lookup of `path` and return its inode number."""
+        key = (st.st_dev, st.st_ino)
+        inode = self._by_key.get(key)
+        if inode is None:
+            inode = self._next
+            self._next += 1
+            self._by_key[key] = inode
+            self._keys[inode] = key
+            self._lookups[inode] = 0
+        self._paths[inode] = path
+        self._lookups[inode] += 1
+        return inode
+
+    def forget(self, inode: int, nlookup: int) -> None:
+        if inode == pyfuse3.ROOT_INODE or inode not in self._lookups:
+            return
+        left = self._lookups[inode] - nlookup
+        if left > 0:
+            self._lookups[inode] = left
+            return
+        del self._lookups[inode]
+        del self._paths[inode]
+        del self._by_key[self._keys.pop(inode)]
+
+
+class NegativeCache:
+    """Names recently found missing, so repeated probes (PATH searches, `ls` of config files) skip the source."""
+
+    def __init__(self, config: CacheConfig) -> None:
+        self._config = config
+        self._expiry: OrderedDict[bytes, float] = OrderedDict()
+
+    def __contains__(self, path_and_now: tuple[bytes, float]) -> bool:
+        path, now = path_and_now
+        expiry = self._expiry.get(path)
+        if expiry is None:
+            return False
+        if expiry <= now:
+            del self._expiry[path]
+            return False
+        return True
+
+    def add(self, path: bytes, now: float) -> None:
+        self._expiry[path] = now + self._config.negative_timeout
+        self._expiry.move_to_end(path)
+        while len(self._expiry) > self._config.negative_entries:
+            self._expiry.popitem(last=False)
+
+
+@dataclass
+class Listing:
+    """A directory read once with scandir: names with their lstat results, reused until it expires."""
+
+    entries: list[tuple[bytes, os.stat_result]]
+    dir_mtime_ns: int
+    expires: float
+
+
+def read_listing(path: bytes, now: float, config: CacheConfig) -> Listing:
+    """List a directory, statting each entry exactly once. Runs in a worker thread."""
+    dir_mtime = os.stat(path).st_mtime_ns
+    entries: list[tuple[bytes, os.stat_result]] = []
+    with os.scandir(path) as it:
+        for item in it:
+            try:
+                entries.append((item.name, item.stat(follow_symlinks=False)))
+            except FileNotFoundError:
+                continue  # removed from the source while we listed it
+    return Listing(entries, dir_mtime, now + config.listing_timeout)
