@@ -101,7 +101,7 @@ class LocalProvider:
     name = "local"
 
     def __init__(self, cluster_id: str, state_root: Path, *, agent_command: AgentCommand | None = None,
-                 min_scratch_bytes: int = local_scratch.MIN_SCRATCH_BYTES,
+                 min_scratch_bytes: int | None = None,
                  start_timeout_s: float = START_TIMEOUT_S) -> None:
         self.cluster_id = cluster_id
         self.state_root = Path(state_root)
@@ -133,7 +133,7 @@ class LocalProvider:
                                 f"not {self.cluster_id!r}", retryable=False)
         return config
 
-    def _validate(self, count: int, spec: NodeSpec) -> None:
+    def _validate(self, count: int, spec: NodeSpec, config: LocalClusterConfig) -> None:
         problems = []
         if count < 1:
             problems.append(f"count must be at least 1 (got {count})")
@@ -144,10 +144,12 @@ class LocalProvider:
         if spec.cluster_id != self.cluster_id:
             problems.append(f"spec is for cluster {spec.cluster_id!r}, "
                             f"this provider serves {self.cluster_id!r}")
-        try:
-            local_scratch.validate_scratch_size(spec.scratch_bytes, self._min_scratch_bytes)
-        except ValueError as exc:
-            problems.append(str(exc))
+        minimum = self._min_scratch_bytes if self._min_scratch_bytes is not None else config.min_scratch_bytes
+        if spec.scratch_bytes != 0:  # 0: no dedicated /scratch volume, a private directory instead
+            try:
+                local_scratch.validate_scratch_size(spec.scratch_bytes, minimum)
+            except ValueError as exc:
+                problems.append(str(exc))
         if problems:
             raise ProviderError("; ".join(problems), retryable=False)
 
@@ -183,8 +185,8 @@ class LocalProvider:
         return spec.manager_address
 
     def _create_sync(self, count: int, spec: NodeSpec) -> Nodes:
-        self._validate(count, spec)
         config = self._config()
+        self._validate(count, spec, config)
         slots = self._claim_slots(config, count)
         created: Nodes = []
         try:
@@ -209,14 +211,17 @@ class LocalProvider:
         with os.fdopen(fd, "w") as handle:
             handle.write(spec.cluster_token + "\n")
         image = member_dir / "scratch.img"
-        local_scratch.create_image(image, spec.scratch_bytes)
+        if spec.scratch_bytes:
+            local_scratch.create_image(image, spec.scratch_bytes)
         netns.create_member_netns(config, slot)
         launch = MemberLaunch(node_id=node_id, hostname=slot.hostname, ip=slot.ip,
                               manager_address=self._manager_address(config, spec), token_file=token_file,
                               state_dir=member_dir / "agent", cores=spec.cores,
                               memory_bytes=spec.memory_bytes, data_root=config.data_root)
         init_spec = {
-            "node_id": node_id, "hostname": slot.hostname, "ip": slot.ip, "scratch_image": str(image),
+            "node_id": node_id, "hostname": slot.hostname, "ip": slot.ip,
+            "scratch_image": str(image) if spec.scratch_bytes else "",
+            "private_scratch_dir": str(member_dir / "scratch"),
             "private_mounts_dir": str(member_dir / "mounts"), "data_root": config.data_root,
             "log_dir": str(member_dir), "sge_root": config.sge_root, "sge_cell": config.sge_cell,
             "execd": "/usr/lib/gridengine/sge_execd", "agent_command": self._agent_command(launch),
@@ -232,7 +237,7 @@ class LocalProvider:
                  "env", f"{PROCESS_MARKER}={marker}", sys.executable, "-m", "manager.providers.local_member",
                  str(member_dir / "init.json")],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, check=True, timeout=30,
-                cwd="/")
+                cwd="/", env=_member_env())
         self._wait_started(record, member_dir)
         log.info("local.member_started", node_id=node_id, hostname=slot.hostname, ip=slot.ip)
         return ProviderNode(node_id=node_id, hostname=slot.hostname, ip=slot.ip, state=NodeState.RUNNING,
@@ -301,6 +306,12 @@ class LocalProvider:
                 local_processes.stop_process(leftover, 1.0)
         remove_member_leftovers(self.state_root, hostname)
         log.info("local.member_removed", node_id=node_id, hostname=hostname)
+
+
+def _member_env() -> dict[str, str]:
+    """Our environment minus other bench-cluster process markers (the manager's own marker must not
+    make a member look like the manager to `bench-cluster down`)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("BENCH_CLUSTER_")}
 
 
 def remove_member_leftovers(state_root: Path, hostname: str) -> None:

@@ -49,6 +49,8 @@ class LocalClusterConfig:
     sge_root: str = "/var/lib/gridengine"
     sge_cell: str = "default"
     member_pool_size: int = HARD_MEMBER_LIMIT
+    # Tests shrink /scratch below the product's 1 GB floor; `bench-cluster up --allow-small-scratch`.
+    min_scratch_bytes: int = 1_000_000_000
 
     @property
     def manager_ip(self) -> str:

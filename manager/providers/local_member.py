@@ -84,7 +84,11 @@ def unmount_tree(path: str) -> None:
 def prepare_filesystems(spec: dict[str, str]) -> None:
     scratch = "/scratch"
     Path(scratch).mkdir(exist_ok=True)
-    mount(["-o", "loop", spec["scratch_image"], scratch])
+    if spec["scratch_image"]:
+        mount(["-o", "loop", spec["scratch_image"], scratch])
+    else:
+        Path(spec["private_scratch_dir"]).mkdir(parents=True, exist_ok=True)
+        mount(["--bind", spec["private_scratch_dir"], scratch])
     mounts_dir = f"{spec['data_root']}/mounts"
     Path(mounts_dir).mkdir(parents=True, exist_ok=True)
     Path(spec["private_mounts_dir"]).mkdir(parents=True, exist_ok=True)

@@ -163,6 +163,10 @@ class SgeClient:
         target = str(job_id) if task_id is None else f"{job_id}.{task_id}"
         await self._run("qmod", "-rj", target)
 
+    async def delete_job(self, job_id: int, *, force: bool = False) -> None:
+        """qdel; `force` also forgets jobs whose exec host is gone (qdel -f)."""
+        await self._run("qdel", *(["-f"] if force else []), str(job_id))
+
     async def remove_exec_host(self, hostname: str) -> None:
         """Take the host out of SGE entirely. Refuses while jobs run there; idempotent."""
         running = await self.running_tasks_on(hostname)

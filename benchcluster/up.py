@@ -1,0 +1,230 @@
+"""`bench-cluster up`: manager node (qmaster, bench-manager, its own agent) plus K members.
+
+The manager creates the members itself through the local NodeProvider (static mode: exactly K);
+`up` prepares what the provider reads (cluster.json, bridge, name pool, SGE, tokens), starts the
+daemons detached, and waits until every member is READY in the registry and reporting in qhost.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from benchcluster import sge_setup
+from benchcluster.options import UpOptions, UsageError
+from benchcluster.registry import RegistryMember, RegistryUnavailable, list_members
+from benchcluster.state import HOST_PROCESS_MARKER, ClusterPaths
+from common.auth import write_new_token
+from manager.providers import local_processes, netns
+from manager.providers.local_config import CONFIG_NAME, PROCESS_MARKER, LocalClusterConfig
+from manager.sge.parse import parse_qhost
+
+MANAGER_START_TIMEOUT_S = 30.0
+POLL_S = 1.0
+
+
+class UpFailed(Exception):
+    """The cluster did not come up; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: list[RegistryMember]
+    not_ready: list[RegistryMember]
+    in_qhost: set[str]
+    error: str = ""
+
+    def done(self, wanted: int) -> bool:
+        return len(self.ready_in_sge) >= wanted
+
+    @property
+    def ready_in_sge(self) -> list[RegistryMember]:
+        return [m for m in self.ready if m.hostname in self.in_qhost]
+
+
+def check_no_leftovers(paths: ClusterPaths) -> None:
+    leftovers = []
+    if (paths.root / CONFIG_NAME).exists():
+        leftovers.append(f"{paths.root / CONFIG_NAME}")
+    leftovers += [f"network namespace {name}" for name in netns.our_netns()]
+    if local_processes.marked_processes():
+        leftovers.append("running member processes")
+    if leftovers:
+        raise UsageError("a local cluster is already up or was left behind ("
+                         + ", ".join(leftovers[:5]) + "); run `bench-cluster down` first")
+
+
+def _start_detached(argv: list[str], log_path: Path, marker: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env[HOST_PROCESS_MARKER] = marker
+    env.pop(PROCESS_MARKER, None)
+    with log_path.open("ab") as log:
+        # Own session: the daemons outlive `up` and are not hit by a Ctrl-C meant for it.
+        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd="/")
+
+
+def manager_argv(paths: ClusterPaths, config: LocalClusterConfig, options: UpOptions) -> list[str]:
+    argv = [
+        str(Path(sys.executable).parent / "bench-manager"),
+        "--listen", f"127.0.0.1:{options.port}", "--listen", config.manager_address,
+        "--db", str(paths.manager_db), "--cluster-id", config.cluster_id,
+        "--agent-token-file", str(paths.agent_token), "--user-token-file", str(paths.user_token),
+        "--provider", "local", "--local-state-root", str(paths.root),
+        "--sge-root", config.sge_root, "--sge-cell", config.sge_cell, "--data-root", config.data_root,
+        "--mode", options.mode, "--member-cores", str(options.cores),
+        "--member-memory", str(options.memory_bytes), "--scratch-size", str(options.scratch_bytes),
+        "--log-format", "json",
+    ]
+    if options.mode == "static":
+        argv += ["--members", str(options.members)]
+    else:
+        argv += ["--min", str(options.min_members), "--max", str(options.max_members)]
+    for flag, value in (("--min-age", options.min_age_s), ("--idle", options.idle_s),
+                        ("--interval", options.interval_s)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if options.allow_small_scratch:
+        argv.append("--allow-small-scratch")
+    if options.dedicated_manager:
+        argv.append("--dedicated-manager")
+    return argv
+
+
+def host_agent_argv(paths: ClusterPaths, config: LocalClusterConfig, options: UpOptions) -> list[str]:
+    return [
+        str(Path(sys.executable).parent / "bench-agent"), "--manager", f"127.0.0.1:{options.port}",
+        "--token-file", str(paths.agent_token), "--node-id", "manager", "--role", "manager",
+        "--state-dir", str(paths.host_agent_state), "--scratch-dir", str(paths.root / "manager-scratch"),
+        "--data-root", config.data_root, "--log-format", "json",
+    ]
+
+
+def write_client_config(paths: ClusterPaths, port: int) -> None:
+    paths.client_config.write_text(f'manager = "127.0.0.1:{port}"\ntoken_file = "{paths.user_token}"\n')
+
+
+def observe(address: str, token: str, install: sge_setup.SgeInstall) -> Readiness:
+    try:
+        members = [m for m in list_members(address, token) if m.role == "member"]
+        error = ""
+    except RegistryUnavailable as exc:
+        members, error = [], str(exc)
+    proc = subprocess.run([str(install.bin_dir / "qhost"), "-xml"], env=install.env(), capture_output=True,
+                          text=True, timeout=30, check=False)
+    in_qhost = {e.name for e in parse_qhost(proc.stdout) if e.load_reported} if proc.returncode == 0 else set()
+    return Readiness(ready=[m for m in members if m.state == "READY"],
+                     not_ready=[m for m in members if m.state != "READY"], in_qhost=in_qhost, error=error)
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def up(paths: ClusterPaths, options: UpOptions, console: Console) -> None:
+    install = sge_setup.SgeInstall()
+    check_no_leftovers(paths)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    config = LocalClusterConfig(
+        cluster_id=options.cluster_id, manager_hostname=socket.gethostname(), grpc_port=options.port,
+        agent_token_file=str(paths.agent_token),
+        min_scratch_bytes=16 * 1024**2 if options.allow_small_scratch else 1_000_000_000)
+    config.save(paths.root)
+
+    with console.status("network: bridge and name pool"):
+        netns.ensure_bridge(config)
+        hosts_changed = netns.write_hosts_block(config.hosts_lines())
+    console.print(f"[green]✓[/] bridge {config.bridge} {config.manager_ip}/24, "
+                  f"{config.member_pool_size} member names in /etc/hosts")
+
+    with console.status("Sun Grid Engine: qmaster and configuration"):
+        sge_setup.write_host_aliases(install, config.manager_hostname)
+        if hosts_changed and sge_setup.qmaster_pid(install) is not None:
+            # qmaster caches failed reverse lookups: restart it so it sees the new names.
+            sge_setup.stop_qmaster(install)
+        qmaster = sge_setup.bring_up(install, config.manager_hostname)
+    console.print(f"[green]✓[/] sge_qmaster pid {qmaster} configured (static_cores, static_mem, fill order)")
+
+    data_root = Path(config.data_root)
+    for sub in ("project", "mounts", "logs"):
+        (data_root / sub).mkdir(parents=True, exist_ok=True)
+    write_new_token(paths.agent_token)
+    user_token = write_new_token(paths.user_token)
+
+    manager = _start_detached(manager_argv(paths, config, options), paths.manager_log,
+                              paths.host_marker("manager"))
+    paths.record_process("manager", manager.pid)
+    address = f"127.0.0.1:{options.port}"
+    _wait_for_manager(manager, address, user_token, paths)
+    host_agent = _start_detached(host_agent_argv(paths, config, options), paths.host_agent_log,
+                                 paths.host_marker("host-agent"))
+    paths.record_process("host-agent", host_agent.pid)
+    write_client_config(paths, options.port)
+    console.print(f"[green]✓[/] bench-manager pid {manager.pid} on {address} and {config.manager_address}; "
+                  f"client config {paths.client_config}")
+
+    wanted = options.members if options.mode == "static" else options.min_members
+    _wait_for_members(manager, address, user_token, install, wanted, options.timeout_s, paths, console)
+
+
+def _wait_for_manager(manager: subprocess.Popen[bytes], address: str, token: str, paths: ClusterPaths) -> None:
+    deadline = time.monotonic() + MANAGER_START_TIMEOUT_S
+    last_error = ""
+    while time.monotonic() < deadline:
+        if manager.poll() is not None:
+            raise UpFailed(f"bench-manager exited with status {manager.returncode}; its log "
+                           f"({paths.manager_log}) ends with:\n{_log_tail(paths.manager_log)}")
+        try:
+            list_members(address, token)
+            return
+        except RegistryUnavailable as exc:
+            last_error = str(exc)
+        time.sleep(0.3)
+    raise UpFailed(f"bench-manager did not answer on {address} within {MANAGER_START_TIMEOUT_S:.0f} s "
+                   f"({last_error}); log {paths.manager_log}:\n{_log_tail(paths.manager_log)}")
+
+
+def _wait_for_members(manager: subprocess.Popen[bytes], address: str, token: str,
+                      install: sge_setup.SgeInstall, wanted: int, timeout_s: float, paths: ClusterPaths,
+                      console: Console) -> None:
+    deadline = time.monotonic() + timeout_s
+    state = observe(address, token, install)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("members READY and in qhost", total=wanted)
+        while not state.done(wanted):
+            if manager.poll() is not None:
+                raise UpFailed(f"bench-manager exited with status {manager.returncode} while members were "
+                               f"joining; log {paths.manager_log}:\n{_log_tail(paths.manager_log)}")
+            if time.monotonic() > deadline:
+                raise UpFailed(_missing_report(state, wanted, timeout_s, paths))
+            time.sleep(POLL_S)
+            state = observe(address, token, install)
+            progress.update(task, completed=min(wanted, len(state.ready_in_sge)))
+    console.print(f"[green]✓[/] {wanted} member(s) READY: "
+                  + ", ".join(f"{m.hostname} ({m.ip})" for m in state.ready_in_sge[:wanted]))
+
+
+def _missing_report(state: Readiness, wanted: int, timeout_s: float, paths: ClusterPaths) -> str:
+    lines = [f"only {len(state.ready_in_sge)} of {wanted} members are READY and reporting in qhost after "
+             f"{timeout_s:.0f} s"]
+    if state.error:
+        lines.append(f"registry: {state.error}")
+    lines += [f"  {m.hostname or m.member_id}: state {m.state}" for m in state.not_ready]
+    lines += [f"  {m.hostname}: READY but not reporting in qhost (see its execd.log under "
+              f"{paths.root}/members/{m.hostname}/)" for m in state.ready if m.hostname not in state.in_qhost]
+    lines.append(f"manager log {paths.manager_log} ends with:\n{_log_tail(paths.manager_log)}")
+    lines.append("the cluster was left as it is for inspection; `bench-cluster down` removes it")
+    return "\n".join(lines)
