@@ -123,8 +123,12 @@ class SyncMounts(_message.Message):
     mounts: _containers.RepeatedCompositeFieldContainer[_types_pb2.MountSpec]
     def __init__(self, mounts: _Optional[_Iterable[_Union[_types_pb2.MountSpec, _Mapping]]] = ...) -> None: ...
 
+class Ping(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class ManagerCommand(_message.Message):
-    __slots__ = ("command_id", "create_mount", "delete_mount", "drain", "wipe_scratch", "shutdown", "sync_mounts")
+    __slots__ = ("command_id", "create_mount", "delete_mount", "drain", "wipe_scratch", "shutdown", "sync_mounts", "ping")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     CREATE_MOUNT_FIELD_NUMBER: _ClassVar[int]
     DELETE_MOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +136,7 @@ class ManagerCommand(_message.Message):
     WIPE_SCRATCH_FIELD_NUMBER: _ClassVar[int]
     SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
     SYNC_MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    PING_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     create_mount: CreateMount
     delete_mount: DeleteMount
@@ -139,4 +144,5 @@ class ManagerCommand(_message.Message):
     wipe_scratch: WipeScratch
     shutdown: Shutdown
     sync_mounts: SyncMounts
-    def __init__(self, command_id: _Optional[str] = ..., create_mount: _Optional[_Union[CreateMount, _Mapping]] = ..., delete_mount: _Optional[_Union[DeleteMount, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., wipe_scratch: _Optional[_Union[WipeScratch, _Mapping]] = ..., shutdown: _Optional[_Union[Shutdown, _Mapping]] = ..., sync_mounts: _Optional[_Union[SyncMounts, _Mapping]] = ...) -> None: ...
+    ping: Ping
+    def __init__(self, command_id: _Optional[str] = ..., create_mount: _Optional[_Union[CreateMount, _Mapping]] = ..., delete_mount: _Optional[_Union[DeleteMount, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., wipe_scratch: _Optional[_Union[WipeScratch, _Mapping]] = ..., shutdown: _Optional[_Union[Shutdown, _Mapping]] = ..., sync_mounts: _Optional[_Union[SyncMounts, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ...) -> None: ...

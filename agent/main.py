@@ -1,0 +1,85 @@
+"""bench-agent: the node daemon on every member (and on the manager node, for its mounts)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from agent.commands import CommandHandler
+from agent.config import AgentConfig, ConfigError, add_arguments, config_from_args
+from agent.mounts import MountManager
+from agent.session import VERSION, ManagerSession
+from common import sdnotify
+from common.auth import CredentialError, read_token_file
+from common.daemon import install_stop_signals, watchdog_loop
+from common.logging import configure_logging, get_logger
+
+log = get_logger("bench-agent")
+
+
+async def run(config: AgentConfig) -> int:
+    try:
+        token = read_token_file(config.token_file)
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+    except (CredentialError, OSError) as exc:
+        log.error("cannot start", error=str(exc))
+        return 2
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    mounts = MountManager(config.state_dir / "mounts", data_root=config.data_root)
+    await mounts.start()  # restores the mounts this node had before a restart
+    handler = CommandHandler(mounts, config.state_dir, config.scratch_dir, stop.set)
+
+    # Local health endpoint (unix socket in the state dir): SERVING while connected to the manager.
+    health_servicer = health.aio.HealthServicer()
+    server = aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    socket_path = config.state_dir / "agent.sock"
+    socket_path.unlink(missing_ok=True)
+    server.add_insecure_port(f"unix:{socket_path}")
+    await server.start()
+
+    def on_connected(connected: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if connected else health_pb2.HealthCheckResponse.NOT_SERVING
+        asyncio.get_running_loop().create_task(health_servicer.set("", status))
+        sdnotify.notify(f"STATUS={'connected to' if connected else 'reconnecting to'} {config.manager}")
+
+    session = ManagerSession(config, token, mounts, handler, on_connected)
+    tasks = [asyncio.create_task(session.run(stop), name="session"),
+             asyncio.create_task(watchdog_loop(stop), name="watchdog")]
+    if config.spot_metadata_url:
+        from agent.spot import watch_spot_notices
+
+        tasks.append(asyncio.create_task(watch_spot_notices(config, session.spot_notices, stop), name="spot"))
+    sdnotify.notify("READY=1", f"STATUS=connecting to {config.manager}")
+    log.info("agent started", node=config.node_id, manager=config.manager, version=VERSION, role=config.role)
+    await stop.wait()
+    sdnotify.notify("STOPPING=1")
+    log.info("stopping")
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await mounts.close()
+    await server.stop(grace=1)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench-agent", description="bench-cluster node agent")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"bench-agent: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_format)  # type: ignore[arg-type]
+    return asyncio.run(run(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""The agent's side of the manager connection: register, then one bidirectional stream carrying
+heartbeats and command results up and commands down. Reconnects on any failure with exponential
+backoff and jitter, capped, forever: a node must rejoin a restarted manager without an operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import grpc
+from grpc import aio
+from tenacity import AsyncRetrying, RetryCallState, retry_base, retry_if_exception_type, wait_exponential_jitter
+
+from agent import capacity
+from agent.commands import CommandHandler, report_to_pb
+from agent.config import AgentConfig
+from agent.mounts import MountManager
+from common.auth import bearer
+from common.daemon import wait_for_stop
+from common.logging import get_logger
+from protos.bench.v1 import agent_pb2, agent_pb2_grpc
+
+log = get_logger("agent-session")
+
+VERSION = "0.1.0"
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+]
+# Errors that a retry cannot fix without an operator; still retried (slowly), but logged as errors.
+OPERATOR_ERRORS = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
+                   grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
+
+
+class ManagerSession:
+    def __init__(self, config: AgentConfig, token: str, mounts: MountManager, handler: CommandHandler,
+                 on_connected: Callable[[bool], None] = lambda _: None) -> None:
+        self._config = config
+        self._metadata = bearer(token)
+        self._mounts = mounts
+        self._handler = handler
+        self._on_connected = on_connected
+        self.member_id = config.node_id
+        self.spot_notices: asyncio.Queue[agent_pb2.SpotNotice] = asyncio.Queue()
+
+    def node_info(self) -> agent_pb2.NodeInfo:
+        hostname, ip = capacity.node_address(self._config)
+        return agent_pb2.NodeInfo(node_id=self._config.node_id or hostname, hostname=hostname, ip=ip,
+                                  agent_version=VERSION, capacity=capacity.measure(self._config),
+                                  role=self._config.role)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep a session up until `stop`. Each outage gets a fresh exponential backoff (jittered,
+        capped at reconnect_max_s); attempts are unlimited on purpose — giving up would orphan the node."""
+        async def sleep_unless_stopped(delay: float) -> None:
+            await wait_for_stop(stop, delay)
+
+        while not stop.is_set():
+            retrying = AsyncRetrying(
+                wait=wait_exponential_jitter(initial=0.2, max=self._config.reconnect_max_s, jitter=0.5),
+                retry=retry_if_exception_type((aio.AioRpcError, OSError)) & retry_if_not_stopped(stop),
+                sleep=sleep_unless_stopped, before_sleep=_log_retry, reraise=True)
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        async with aio.insecure_channel(self._config.manager, options=CHANNEL_OPTIONS) as channel:
+                            await self._session(agent_pb2_grpc.ManagerServiceStub(channel), stop)
+            except SessionDropped as exc:
+                log.warning("manager session dropped; reconnecting", reason=str(exc))
+            except (aio.AioRpcError, OSError):
+                if not stop.is_set():
+                    raise
+            finally:
+                self._on_connected(False)
+
+    async def _session(self, stub: agent_pb2_grpc.ManagerServiceStub, stop: asyncio.Event) -> None:
+        registration = await stub.Register(self.node_info(), metadata=self._metadata, timeout=10)
+        self.member_id = registration.member_id
+        interval = registration.heartbeat_interval_ms / 1000 or self._config.heartbeat_interval_s
+        interval = min(interval, self._config.heartbeat_interval_s)
+        log.info("registered", member=self.member_id, cluster=registration.cluster_id, heartbeat_s=interval)
+        outbox: asyncio.Queue[agent_pb2.AgentEvent] = asyncio.Queue()
+        call = stub.Connect(metadata=self._metadata)
+        await call.write(agent_pb2.AgentEvent(hello=agent_pb2.Hello(member_id=self.member_id)))
+        self._on_connected(True)
+        workers: set[asyncio.Task[None]] = set()
+
+        async def heartbeats() -> None:
+            while True:
+                outbox.put_nowait(agent_pb2.AgentEvent(heartbeat=await self._heartbeat()))
+                await asyncio.sleep(interval)
+
+        async def writer() -> None:
+            while True:
+                await call.write(await outbox.get())
+
+        async def forward_spot_notices() -> None:
+            while True:
+                outbox.put_nowait(agent_pb2.AgentEvent(spot_notice=await self.spot_notices.get()))
+
+        async def run_command(command: agent_pb2.ManagerCommand) -> None:
+            result = await self._handler.handle(command)
+            outbox.put_nowait(agent_pb2.AgentEvent(result=result))
+
+        async def reader() -> None:
+            async for command in call:
+                task = asyncio.create_task(run_command(command))
+                workers.add(task)
+                task.add_done_callback(workers.discard)
+
+        tasks = [asyncio.create_task(c) for c in (heartbeats(), writer(), reader(), forward_spot_notices(),
+                                                   stop.wait())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                error = None if task.cancelled() else task.exception()
+                if error is not None:
+                    raise SessionDropped(f"{type(error).__name__}: {error}") from error
+            if not stop.is_set():
+                raise SessionDropped("the manager closed the stream")
+        finally:
+            for task in [*tasks, *workers]:
+                task.cancel()
+            await asyncio.gather(*tasks, *workers, return_exceptions=True)
+            call.cancel()
+
+    async def _heartbeat(self) -> agent_pb2.Heartbeat:
+        cap, jobs = await asyncio.to_thread(lambda: (capacity.measure(self._config), capacity.running_jobs()))
+        return agent_pb2.Heartbeat(capacity=cap, running_jobs=jobs,
+                                   mounts=[report_to_pb(r) for r in self._mounts.reports()],
+                                   draining=self._handler.draining, agent_version=VERSION,
+                                   sent_at_unix=time.time())
+
+
+class SessionDropped(Exception):
+    """An established session ended; the next outage starts a fresh backoff."""
+
+
+class retry_if_not_stopped(retry_base):
+    def __init__(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return not self._stop.is_set()
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    delay = state.next_action.sleep if state.next_action else 0.0
+    if isinstance(error, aio.AioRpcError):
+        level = log.error if error.code() in OPERATOR_ERRORS else log.warning
+        level("manager not reachable", code=error.code().name, details=error.details(),
+              attempt=state.attempt_number, retry_in_s=round(delay, 2))
+    else:
+        log.warning("manager not reachable", error=str(error), attempt=state.attempt_number,
+                    retry_in_s=round(delay, 2))

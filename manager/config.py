@@ -1,0 +1,201 @@
+"""bench-manager configuration: one typed dataclass, read from a TOML file, overridden from the
+command line, validated once at start (a bad value stops the daemon with a message naming it)."""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from common.addresses import parse_host_port
+from common.units import parse_size
+
+HARD_MEMBER_LIMIT = 50
+MIN_SCRATCH = 1024**3  # seed: 1 GB .. 16 TB
+MAX_SCRATCH = 16 * 1024**4
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ManagerConfig:
+    listen: tuple[str, ...] = ("127.0.0.1:50051",)
+    db: Path = Path("/var/lib/bench-manager/state.db")
+    cluster_id: str = "bench"
+    agent_token_file: Path = Path("/etc/bench/agent.token")
+    user_token_file: Path = Path("/etc/bench/user.token")
+    lost_after_s: float = 30.0
+    join_timeout_s: float = 300.0
+    heartbeat_interval_s: float = 5.0
+    provider: str = "none"  # none | local | ec2
+    local_state_root: Path = Path("/var/lib/bench-cluster")
+    sge: bool = True
+    sge_root: Path = Path("/var/lib/gridengine")
+    sge_cell: str = "default"
+    mode: str = "static"  # static | dynamic
+    members: int = 0
+    min_members: int = 0
+    max_members: int = 3
+    hard_limit: int = HARD_MEMBER_LIMIT
+    min_age_s: float = 300.0
+    idle_s: float = 300.0
+    interval_s: float = 10.0
+    member_cores: int = 4
+    member_memory_bytes: int = 16 * 1024**3
+    headroom_cores: int = 0
+    headroom_memory_bytes: int = 512 * 1024**2
+    scratch_bytes: int = 0  # 0 = no ephemeral storage
+    allow_small_scratch: bool = False  # tests use tiny /scratch images
+    dedicated_manager: bool = False
+    economy: bool = False
+    max_launch_failures: int = 3
+    brake_backoff_s: float = 300.0
+    data_root: Path = Path("/data")
+    max_message_bytes: int = 256 * 1024
+    command_timeout_s: float = 60.0
+    log_format: str = "auto"
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        for address in self.listen:
+            try:
+                parse_host_port(address, what="listen address")
+            except ValueError as exc:
+                problems.append(str(exc))
+        if not self.listen:
+            problems.append("at least one listen address is needed")
+        if self.provider not in ("none", "local", "ec2"):
+            problems.append(f"provider must be none, local or ec2, got {self.provider!r}")
+        if self.mode not in ("static", "dynamic"):
+            problems.append(f"mode must be static or dynamic, got {self.mode!r}")
+        if not 1 <= self.hard_limit <= 1000:
+            problems.append(f"hard_limit must be 1..1000, got {self.hard_limit}")
+        if not 0 <= self.members <= self.hard_limit:
+            problems.append(f"members must be 0..{self.hard_limit} (the hard limit), got {self.members}")
+        if not 0 <= self.min_members <= self.max_members:
+            problems.append(f"min ({self.min_members}) must be ≥ 0 and ≤ max ({self.max_members})")
+        if self.max_members > self.hard_limit:
+            problems.append(f"max ({self.max_members}) must not exceed the hard limit {self.hard_limit}")
+        for name in ("lost_after_s", "heartbeat_interval_s", "interval_s", "command_timeout_s", "join_timeout_s"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.lost_after_s <= self.heartbeat_interval_s:
+            problems.append(f"lost_after_s ({self.lost_after_s}) must be longer than the heartbeat interval "
+                            f"({self.heartbeat_interval_s})")
+        for name in ("min_age_s", "idle_s", "brake_backoff_s"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be ≥ 0")
+        if self.member_cores < 1 or self.member_memory_bytes < 256 * 1024**2:
+            problems.append("member model needs ≥ 1 core and ≥ 256M memory")
+        reserved = 0 if self.dedicated_manager else 1
+        if self.member_cores - self.headroom_cores - reserved < 1:
+            problems.append(f"a {self.member_cores}-core member minus headroom ({self.headroom_cores}) and the "
+                            f"reserved scheduling core ({reserved}) leaves no usable core")
+        if self.scratch_bytes and not self.allow_small_scratch and not MIN_SCRATCH <= self.scratch_bytes <= MAX_SCRATCH:
+            problems.append("scratch size must be between 1G and 16T (or 0 for no /scratch)")
+        if self.max_message_bytes < 1024:
+            problems.append("max_message_bytes must be ≥ 1024")
+        if not self.cluster_id.replace("-", "").isalnum():
+            problems.append(f"cluster_id must be letters, digits and '-', got {self.cluster_id!r}")
+        if problems:
+            raise ConfigError("invalid manager configuration:\n  - " + "\n  - ".join(problems))
+
+    @property
+    def scaler_log(self) -> Path:
+        return self.data_root / "logs" / "sge-scaler.log"
+
+    @property
+    def activity_log(self) -> Path:
+        return self.data_root / "logs" / "activity.log"
+
+
+_PATH_FIELDS = {f.name for f in fields(ManagerConfig) if f.type in ("Path", Path)}
+_SIZE_FIELDS = {"member_memory_bytes", "headroom_memory_bytes", "scratch_bytes", "max_message_bytes"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in _PATH_FIELDS:
+        return Path(value)
+    if name in _SIZE_FIELDS:
+        return parse_size(value)
+    if name == "listen":
+        return tuple([value] if isinstance(value, str) else value)
+    return value
+
+
+def load_config(path: Path | None, overrides: dict[str, Any]) -> ManagerConfig:
+    """TOML file (flat keys named like the dataclass fields) + command-line overrides."""
+    values: dict[str, Any] = {}
+    known = {f.name for f in fields(ManagerConfig)}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+        values.update(data)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        coerced = {k: _coerce(k, v) for k, v in values.items()}
+        return replace(ManagerConfig(), **coerced) if coerced else ManagerConfig()
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"invalid manager configuration: {exc}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--config", type=Path, help="TOML file with the settings below (flat keys)")
+    a("--listen", action="append", help="HOST:PORT to serve on (repeatable; default 127.0.0.1:50051)")
+    a("--db", type=Path, help="SQLite state file")
+    a("--cluster-id")
+    a("--agent-token-file", type=Path, help="file holding the token agents must present")
+    a("--user-token-file", type=Path, help="file holding the token workspace-ctl must present")
+    a("--lost-after", dest="lost_after_s", type=float, help="seconds without heartbeat before a member is LOST")
+    a("--join-timeout", dest="join_timeout_s", type=float, help="seconds a requested member gets to register")
+    a("--heartbeat-interval", dest="heartbeat_interval_s", type=float)
+    a("--provider", choices=["none", "local", "ec2"])
+    a("--local-state-root", type=Path, help="state root of the local provider (written by bench-cluster up)")
+    a("--no-sge", dest="sge", action="store_const", const=False, help="run without Sun Grid Engine")
+    a("--sge-root", type=Path)
+    a("--sge-cell")
+    a("--mode", choices=["static", "dynamic"])
+    a("--members", type=int, help="static mode: number of members")
+    a("--min", dest="min_members", type=int, help="dynamic mode: minimum members")
+    a("--max", dest="max_members", type=int, help="dynamic mode: maximum members")
+    a("--hard-limit", type=int, help=f"largest cluster allowed (default {HARD_MEMBER_LIMIT})")
+    a("--min-age", dest="min_age_s", type=float, help="seconds a member stays at least (default 300)")
+    a("--idle", dest="idle_s", type=float, help="seconds idle before a member is removed")
+    a("--interval", dest="interval_s", type=float, help="autoscaler poll interval in seconds")
+    a("--member-cores", type=int)
+    a("--member-memory", dest="member_memory_bytes", help="e.g. 16G")
+    a("--headroom-cores", type=int)
+    a("--headroom-memory", dest="headroom_memory_bytes")
+    a("--scratch-size", dest="scratch_bytes", help="per-member /scratch size, 1G..16T")
+    a("--allow-small-scratch", action="store_const", const=True, help="tests only: allow /scratch below 1G")
+    a("--dedicated-manager", action="store_const", const=True)
+    a("--economy", action="store_const", const=True, help="launch spot members")
+    a("--max-launch-failures", type=int)
+    a("--brake-backoff", dest="brake_backoff_s", type=float)
+    a("--data-root", type=Path)
+    a("--command-timeout", dest="command_timeout_s", type=float)
+    a("--log-format", choices=["json", "console", "auto"])
+
+
+def config_from_args(args: argparse.Namespace) -> ManagerConfig:
+    overrides = {k: v for k, v in vars(args).items() if k != "config" and v is not None}
+    if "listen" in overrides:
+        overrides["listen"] = tuple(overrides["listen"])
+    return load_config(args.config, overrides)
+
+
+__all__ = ["ConfigError", "ManagerConfig", "add_arguments", "config_from_args", "load_config"]

@@ -1,0 +1,213 @@
+"""ClusterManager: the manager's domain object. Servicers translate protobuf and call into it.
+
+It owns the registry, the live agent sessions and the durable store, and runs the liveness loop
+(passive transitions: LOST after lost_after_s of silence; JOINING → READY once SGE sees the host).
+The scaling and drain work lives in manager.reconciler and manager.drain, which call back into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from common.daemon import wait_for_stop
+from common.logging import get_logger
+from manager.activity import ActivityLog
+from manager.config import ManagerConfig
+from manager.errors import invalid, not_found, precondition
+from manager.events import EventBus
+from manager.lifecycle import MemberEvent, MemberState, can_take
+from manager.model import MemberRecord
+from manager.mounts import MountService
+from manager.registry import HeartbeatData, MemberRegistry, NodeRegistration, RegistrationRefused
+from manager.sessions import SessionTable
+from manager.store import Store
+from manager.validation import check_heartbeat, check_registration
+from protos.bench.v1 import cluster_pb2
+
+log = get_logger("manager")
+
+VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    mount_path: str
+    source: str
+    mode: str
+
+
+class ClusterManager:
+    def __init__(self, config: ManagerConfig, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.events = EventBus()
+        self.registry = MemberRegistry(store, self.events, clock)
+        self.sessions = SessionTable()
+        self.activity = ActivityLog(config.activity_log)
+        self.cluster_id = self._cluster_id()
+        self.state = store.get_meta("cluster_state") or "running"
+        self.mount_service = MountService(config, store, self.registry, self.sessions, clock)
+
+    def _cluster_id(self) -> str:
+        stored = self.store.get_meta("cluster_id")
+        if stored is None:
+            self.store.set_meta("cluster_id", self.config.cluster_id)
+            return self.config.cluster_id
+        return stored
+
+    # agent-facing -----------------------------------------------------------------------------
+    def register(self, node: NodeRegistration) -> tuple[MemberRecord, list[MountEntry]]:
+        check_registration(node)
+        try:
+            member = self.registry.register(node)
+        except RegistrationRefused as exc:
+            raise precondition(str(exc)) from None
+        return member, self.mounts()
+
+    def heartbeat(self, member_id: str, beat: HeartbeatData) -> None:
+        check_heartbeat(beat)
+        member = self.registry.on_heartbeat(member_id, beat)
+        if member is not None and member.state == MemberState.LOST:
+            # Heartbeats from a member declared LOST while its stream stayed up (e.g. a network
+            # partition that healed): it rejoins through JOINING like a re-registration.
+            self.registry.transition(member_id, MemberEvent.AGENT_REGISTERED, "heartbeat", "heartbeats resumed")
+
+    def mounts(self) -> list[MountEntry]:
+        return [MountEntry(m["mount_path"], m["source"], m["mode"]) for m in self.store.mounts()]
+
+    # loops ------------------------------------------------------------------------------------
+    async def liveness_loop(self, stop: asyncio.Event, tick_s: float = 0.5) -> None:
+        """Passive transitions only: records what the world already did."""
+        flush_every = max(1.0, self.config.heartbeat_interval_s)
+        last_flush = self.clock()
+        while not stop.is_set():
+            try:
+                self.registry.expire(self.config.lost_after_s, self.config.join_timeout_s)
+                await self._promote_joined()
+                if self.clock() - last_flush >= flush_every:
+                    self.registry.flush()
+                    last_flush = self.clock()
+            except Exception:  # one bad pass must not stop liveness tracking; the next pass retries
+                log.exception("liveness pass failed")
+            await wait_for_stop(stop, tick_s)
+        self.registry.flush()
+
+    async def _promote_joined(self) -> None:
+        for member in self.registry.all():
+            if member.state != MemberState.JOINING or not self.sessions.connected(member.member_id):
+                continue
+            if member.role != "member" or not self.config.sge:
+                self.registry.transition(member.member_id, MemberEvent.SGE_READY, "agent-connected",
+                                         "agent connected" + ("" if self.config.sge else " (SGE not in use)"))
+            # With SGE, the reconciler's SGE pass promotes members once qhost sees them.
+
+    # policy -----------------------------------------------------------------------------------
+    def policy(self) -> dict[str, int | str]:
+        stored = self.store.get_json("policy")
+        if stored is None:
+            c = self.config
+            stored = {"mode": c.mode, "static_members": c.members, "min_members": c.min_members,
+                      "max_members": c.max_members}
+            self.store.set_json("policy", stored)
+        return dict(stored)
+
+    async def set_policy(self, mode: str, static_members: int, min_members: int, max_members: int,
+                         user: str) -> cluster_pb2.ScalingPolicy:
+        limit = self.config.hard_limit
+        if mode == "static" and not 0 <= static_members <= limit:
+            raise invalid(f"--static must be 0..{limit} members (the hard limit), got {static_members}")
+        if mode == "dynamic":
+            if min_members < 0 or max_members < 0:
+                raise invalid("--min and --max must not be negative")
+            if min_members > max_members:
+                raise invalid(f"--min ({min_members}) must not exceed --max ({max_members})")
+            if max_members > limit:
+                raise invalid(f"--max ({max_members}) exceeds the hard limit of {limit} members")
+        policy = {"mode": mode, "static_members": static_members, "min_members": min_members,
+                  "max_members": max_members}
+        self.store.set_json("policy", policy)
+        log.info("scaling policy changed", user=user, **policy)
+        return self.policy_pb()
+
+    def policy_pb(self) -> cluster_pb2.ScalingPolicy:
+        p = self.policy()
+        return cluster_pb2.ScalingPolicy(mode=str(p["mode"]), static_members=int(p["static_members"]),
+                                         min_members=int(p["min_members"]), max_members=int(p["max_members"]))
+
+    # status -----------------------------------------------------------------------------------
+    def status(self) -> cluster_pb2.ClusterStatus:
+        members = [m for m in self.registry.all() if m.is_member]
+        by_state: dict[str, int] = {}
+        for m in members:
+            by_state[m.state.value] = by_state.get(m.state.value, 0) + 1
+        ready = [m for m in members if m.state == MemberState.READY]
+        reserved = 0 if self.config.dedicated_manager else 1
+        decision = self.store.last_decision()
+        op = self.store.active_operation()
+        status = cluster_pb2.ClusterStatus(
+            cluster_id=self.cluster_id, state=self.state, policy=self.policy_pb(), members_by_state=by_state,
+            total_cores=sum(m.capacity.cores for m in ready),
+            total_memory_bytes=sum(m.capacity.memory_bytes for m in ready),
+            usable_cores=sum(max(m.capacity.cores - self.config.headroom_cores - reserved, 0) for m in ready),
+            running_jobs=sum(m.running_jobs for m in members), manager_version=VERSION,
+            scaler_brake=self.store.get_meta("scaler_brake") or "",
+            pending_tasks=int(self.store.get_meta("pending_tasks") or 0),
+            operation_in_flight="" if op is None else f"{op['kind']} #{op['id']} since {op['started_at']:.0f}")
+        if decision is not None:
+            status.last_decision.CopyFrom(cluster_pb2.ScalerDecision(
+                decision_id=decision["id"], at_unix=decision["at"], action=decision["action"],
+                count=decision["count"], member_ids=decision["member_ids"], reason=decision["reason"]))
+        return status
+
+    def scaler_log_tail(self, tail: int) -> list[str]:
+        path = self.config.scaler_log
+        try:
+            with path.open() as fh:
+                return [line.rstrip("\n") for line in deque(fh, maxlen=tail)]
+        except FileNotFoundError:
+            return []
+
+    # drains and cluster start/stop (carried out by manager.drain / manager.reconciler) ---------
+    async def request_drain(self, member_id: str, deadline_s: int, stimulus: str) -> MemberRecord:
+        member = self.registry.get(member_id)
+        if member is None or not member.is_member:
+            known = ", ".join(m.member_id for m in self.registry.all() if m.is_member) or "none"
+            raise not_found(f"no member {member_id!r} (members: {known})")
+        if deadline_s < 0:
+            raise invalid(f"--deadline must be ≥ 0 seconds (0 waits for running jobs), got {deadline_s}")
+        if member.state in (MemberState.DRAINING, MemberState.DRAINED, MemberState.INTERRUPTED):
+            return member  # idempotent: the drain already under way continues
+        if not can_take(member.state, MemberEvent.DRAIN_REQUESTED):
+            raise precondition(f"member {member_id} is {member.state.value}; it cannot be drained")
+        deadline = self.clock() + deadline_s if deadline_s else 0.0
+        return self.registry.transition(member_id, MemberEvent.DRAIN_REQUESTED, stimulus,
+                                        f"drain requested{f' with a {deadline_s}s deadline' if deadline_s else ''}",
+                                        drain={"step": "start", "deadline": deadline, "progress": "queued"})
+
+    async def start_cluster(self, user: str) -> None:
+        self.state = "running"
+        self.store.set_meta("cluster_state", self.state)
+
+    async def stop_cluster(self, user: str) -> None:
+        """Stop = drain every member (jobs finish, nothing is killed) and launch nothing new."""
+        self.state = "stopping"
+        self.store.set_meta("cluster_state", self.state)
+        for member in self.registry.all():
+            if member.is_member and can_take(member.state, MemberEvent.DRAIN_REQUESTED):
+                await self.request_drain(member.member_id, 0, f"user:{user}")
+
+    def on_spot_notice(self, member_id: str, action: str, deadline_unix: float) -> None:
+        member = self.registry.get(member_id)
+        if member is None or member.state == MemberState.INTERRUPTED:
+            return
+        if not can_take(member.state, MemberEvent.SPOT_NOTICE):
+            return
+        self.registry.transition(member_id, MemberEvent.SPOT_NOTICE, "spot-notice",
+                                 f"cloud will {action or 'terminate'} the node at {deadline_unix:.0f}",
+                                 drain={"step": "start", "deadline": deadline_unix, "progress": "spot notice",
+                                        "spot": True})

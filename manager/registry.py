@@ -1,0 +1,167 @@
+"""The member registry: the single owner of member records and their lifecycle transitions.
+
+Transitions go through `manager.lifecycle` (the table) and are persisted before anybody acts on
+them. Heartbeats are absorbed in memory and flushed in batches: at 1000 members x one heartbeat
+every 5 s, a write per heartbeat would make SQLite the bottleneck for no gain (liveness after a
+restart is re-established from fresh heartbeats, not from the file).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from common.logging import get_logger
+from manager.events import ClusterEventData, EventBus
+from manager.lifecycle import HEARTBEATING_STATES, MemberEvent, MemberState, next_state
+from manager.model import Capacity, MemberRecord, MountStateView, TransitionRecord
+from manager.store import Store
+
+log = get_logger("registry")
+
+
+class RegistrationRefused(Exception):
+    """The node may not (re)join: e.g. it was drained and removed."""
+
+
+@dataclass(frozen=True)
+class NodeRegistration:
+    node_id: str
+    hostname: str
+    ip: str
+    agent_version: str
+    capacity: Capacity
+    role: str
+
+
+@dataclass(frozen=True)
+class HeartbeatData:
+    capacity: Capacity
+    running_jobs: int
+    mounts: tuple[MountStateView, ...]
+    draining: bool
+    agent_version: str
+
+
+class MemberRegistry:
+    def __init__(self, store: Store, events: EventBus, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._events = events
+        self._clock = clock
+        self._members: dict[str, MemberRecord] = {m.member_id: m for m in store.members()}
+        self._dirty: set[str] = set()
+        # Liveness is judged from heartbeats seen by *this* process: after a restart every member
+        # gets a full lost_after_s to reconnect before it is declared LOST.
+        started = clock()
+        self._last_seen: dict[str, float] = {m: started for m in self._members}
+
+    # queries ----------------------------------------------------------------------------------
+    def all(self) -> list[MemberRecord]:
+        return sorted(self._members.values(), key=lambda m: m.member_id)
+
+    def get(self, member_id: str) -> MemberRecord | None:
+        return self._members.get(member_id)
+
+    def history(self, member_id: str) -> list[TransitionRecord]:
+        return self._store.history(member_id)
+
+    def last_seen(self, member_id: str) -> float | None:
+        return self._last_seen.get(member_id)
+
+    # transitions ------------------------------------------------------------------------------
+    def transition(self, member_id: str, event: MemberEvent, stimulus: str, reason: str,
+                   **changes: object) -> MemberRecord:
+        """Apply a lifecycle event; persisted (member row + transition row, atomically) first."""
+        now = self._clock()
+        current = self._members.get(member_id)
+        from_state = current.state if current else None
+        to_state = next_state(from_state, event)
+        if current is None:
+            current = MemberRecord(member_id=member_id, state=to_state, state_since=now)
+        updated = current.with_changes(state=to_state, **changes)
+        if to_state != from_state:
+            updated = updated.with_changes(state_since=now)
+        record = TransitionRecord(member_id, from_state.value if from_state else "NEW", to_state.value, now,
+                                  stimulus, reason)
+        self._store.save_transition(updated, record)
+        self._members[member_id] = updated
+        self._dirty.discard(member_id)
+        if to_state != from_state:
+            log.info("member transition", member=member_id, from_state=record.from_state, to_state=to_state.value,
+                     stimulus=stimulus, reason=reason)
+            self._events.publish(ClusterEventData(now, "transition", f"{member_id}: {record.from_state} → "
+                                                  f"{to_state.value} ({reason})", member_id,
+                                                  {"from": record.from_state, "to": to_state.value,
+                                                   "stimulus": stimulus}))
+        return updated
+
+    def update(self, member_id: str, **changes: object) -> MemberRecord:
+        """Persist non-lifecycle changes (drain progress, SGE configuration flag)."""
+        updated = self._members[member_id].with_changes(**changes)
+        self._store.save_member(updated)
+        self._members[member_id] = updated
+        self._dirty.discard(member_id)
+        return updated
+
+    def request(self, member_id: str, hostname: str, ip: str, stimulus: str, reason: str,
+                spot: bool = False) -> MemberRecord:
+        return self.transition(member_id, MemberEvent.LAUNCH_REQUESTED, stimulus, reason, hostname=hostname,
+                               ip=ip, spot=spot)
+
+    def register(self, node: NodeRegistration) -> MemberRecord:
+        """An agent announced itself: a new member, or an existing one coming back."""
+        now = self._clock()
+        self._last_seen[node.node_id] = now
+        current = self._members.get(node.node_id)
+        details = {"hostname": node.hostname, "ip": node.ip, "agent_version": node.agent_version,
+                   "capacity": node.capacity, "role": node.role, "last_heartbeat": now}
+        if current is not None and current.state in (MemberState.TERMINATED, MemberState.DRAINED):
+            raise RegistrationRefused(
+                f"member {node.node_id} was {current.state.value.lower()}; it cannot rejoin under the same id "
+                "(start a new node)")
+        if current is not None and current.state in (MemberState.READY, MemberState.DRAINING,
+                                                      MemberState.INTERRUPTED):
+            # An agent (or manager) restart: same member, same state.
+            return self.update(node.node_id, **details)
+        if current is None or not current.joined_at:
+            details["joined_at"] = now
+        return self.transition(node.node_id, MemberEvent.AGENT_REGISTERED, f"agent:{node.hostname}",
+                               "agent registered", **details)
+
+    def on_heartbeat(self, member_id: str, beat: HeartbeatData) -> MemberRecord | None:
+        current = self._members.get(member_id)
+        if current is None:
+            return None
+        now = self._clock()
+        self._last_seen[member_id] = now
+        self._members[member_id] = current.with_changes(
+            capacity=beat.capacity, running_jobs=beat.running_jobs, mounts=beat.mounts, last_heartbeat=now,
+            agent_version=beat.agent_version or current.agent_version)
+        self._dirty.add(member_id)
+        return self._members[member_id]
+
+    def flush(self) -> int:
+        """Persist heartbeat-derived fields of members changed since the last flush."""
+        if not self._dirty:
+            return 0
+        dirty = [self._members[m] for m in self._dirty if m in self._members]
+        self._store.save_members(dirty)
+        self._dirty.clear()
+        return len(dirty)
+
+    def expire(self, lost_after_s: float, join_timeout_s: float) -> list[MemberRecord]:
+        """Passive transitions: members silent for too long become LOST."""
+        now = self._clock()
+        lost: list[MemberRecord] = []
+        for member in list(self._members.values()):
+            seen = self._last_seen.get(member.member_id, member.state_since)
+            if member.state in HEARTBEATING_STATES and member.state != MemberState.INTERRUPTED:
+                if now - seen > lost_after_s:
+                    lost.append(self.transition(member.member_id, MemberEvent.HEARTBEAT_TIMEOUT,
+                                                "heartbeat-timeout",
+                                                f"no heartbeat for {now - seen:.0f}s (limit {lost_after_s:.0f}s)"))
+            elif member.state == MemberState.REQUESTED and now - member.state_since > join_timeout_s:
+                lost.append(self.transition(member.member_id, MemberEvent.HEARTBEAT_TIMEOUT, "join-timeout",
+                                            f"agent did not register within {join_timeout_s:.0f}s of launch"))
+        return lost

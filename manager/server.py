@@ -1,0 +1,65 @@
+"""Assembles the manager's gRPC server: guards (auth, message checks), the two services, the
+standard health service and server reflection."""
+
+from __future__ import annotations
+
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from manager.agent_service import AgentService
+from manager.cluster_service import ClusterService
+from manager.core import ClusterManager
+from manager.interceptors import AuthInterceptor, MessageGuardInterceptor
+from protos.bench.v1 import agent_pb2, agent_pb2_grpc, cluster_pb2, cluster_pb2_grpc
+
+SERVICE_NAMES = (
+    agent_pb2.DESCRIPTOR.services_by_name["ManagerService"].full_name,
+    cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
+)
+
+
+class ListenError(Exception):
+    pass
+
+
+def build_server(manager: ClusterManager, agent_token: str, user_token: str,
+                 max_message_bytes: int) -> tuple[aio.Server, health.aio.HealthServicer]:
+    server = aio.server(
+        interceptors=[AuthInterceptor(agent_token, user_token), MessageGuardInterceptor(max_message_bytes)],
+        options=[
+            # gRPC's own limit sits above ours so oversized messages reach the guard (INVALID_ARGUMENT).
+            ("grpc.max_receive_message_length", max(max_message_bytes * 4, 4 * 1024 * 1024)),
+            ("grpc.keepalive_time_ms", 20_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ],
+    )
+    agent_pb2_grpc.add_ManagerServiceServicer_to_server(AgentService(manager), server)
+    cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterService(manager), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    return server, health_servicer
+
+
+def bind(server: aio.Server, addresses: tuple[str, ...]) -> list[int]:
+    ports = []
+    for address in addresses:
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise ListenError(f"cannot listen on {address}: {exc}") from None
+        if port == 0:
+            raise ListenError(f"cannot listen on {address} (address in use or not on this host)")
+        ports.append(port)
+    return ports
+
+
+async def mark_serving(health_servicer: health.aio.HealthServicer) -> None:
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+__all__ = ["ListenError", "bind", "build_server", "mark_serving"]

@@ -1,0 +1,247 @@
+"""The manager's durable state: one SQLite file in WAL mode, schema versioned.
+
+Every lifecycle transition is written here (with its stimulus and reason) before it is acted on,
+so a manager restarted after `kill -9` finds each half-done operation and resumes it.
+Calls are short local-file transactions, made from the event loop thread only.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from manager.lifecycle import MemberState
+from manager.model import Capacity, MemberRecord, MountStateView, TransitionRecord
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS members (
+    member_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    state_since REAL NOT NULL,
+    hostname TEXT NOT NULL DEFAULT '',
+    ip TEXT NOT NULL DEFAULT '',
+    role TEXT NOT NULL DEFAULT 'member',
+    joined_at REAL NOT NULL DEFAULT 0,
+    capacity TEXT NOT NULL DEFAULT '{}',
+    agent_version TEXT NOT NULL DEFAULT '',
+    last_heartbeat REAL NOT NULL DEFAULT 0,
+    running_jobs INTEGER NOT NULL DEFAULT 0,
+    sge_configured INTEGER NOT NULL DEFAULT 0,
+    spot INTEGER NOT NULL DEFAULT 0,
+    drain TEXT NOT NULL DEFAULT '{}',
+    mounts TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    member_id TEXT NOT NULL,
+    from_state TEXT NOT NULL,
+    to_state TEXT NOT NULL,
+    at REAL NOT NULL,
+    stimulus TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transitions_by_member ON transitions (member_id, id);
+CREATE TABLE IF NOT EXISTS mounts (
+    mount_path TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    action TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    member_ids TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS operations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    decision_id INTEGER,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+
+class StoreError(Exception):
+    pass
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _migrate(self) -> None:
+        self._db.executescript(_SCHEMA)
+        version = self.get_meta("schema_version")
+        if version is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this manager understands "
+                f"({SCHEMA_VERSION}); upgrade bench-manager or point --db at another file"
+            )
+
+    # meta -------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def get_json(self, key: str) -> Any:
+        raw = self.get_meta(key)
+        return None if raw is None else json.loads(raw)
+
+    def set_json(self, key: str, value: Any) -> None:
+        self.set_meta(key, json.dumps(value, sort_keys=True))
+
+    # members ----------------------------------------------------------------------------------
+    def members(self) -> list[MemberRecord]:
+        return [_member_from_row(r) for r in self._db.execute("SELECT * FROM members ORDER BY member_id")]
+
+    def member(self, member_id: str) -> MemberRecord | None:
+        row = self._db.execute("SELECT * FROM members WHERE member_id = ?", (member_id,)).fetchone()
+        return None if row is None else _member_from_row(row)
+
+    def save_member(self, member: MemberRecord) -> None:
+        self._db.execute(
+            "INSERT INTO members (member_id, state, state_since, hostname, ip, role, joined_at, capacity, "
+            "agent_version, last_heartbeat, running_jobs, sge_configured, spot, drain, mounts) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(member_id) DO UPDATE SET "
+            "state=excluded.state, state_since=excluded.state_since, hostname=excluded.hostname, "
+            "ip=excluded.ip, role=excluded.role, joined_at=excluded.joined_at, capacity=excluded.capacity, "
+            "agent_version=excluded.agent_version, last_heartbeat=excluded.last_heartbeat, "
+            "running_jobs=excluded.running_jobs, sge_configured=excluded.sge_configured, spot=excluded.spot, "
+            "drain=excluded.drain, mounts=excluded.mounts",
+            _member_to_row(member),
+        )
+
+    def save_transition(self, member: MemberRecord, transition: TransitionRecord) -> None:
+        """Write the member's new state and the transition that led to it atomically."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self.save_member(member)
+            self._db.execute(
+                "INSERT INTO transitions (member_id, from_state, to_state, at, stimulus, reason) "
+                "VALUES (?,?,?,?,?,?)",
+                (transition.member_id, transition.from_state, transition.to_state, transition.at,
+                 transition.stimulus, transition.reason),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def save_members(self, members: Iterable[MemberRecord]) -> None:
+        """Batch write (heartbeat flush): one transaction for many rows."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for member in members:
+                self.save_member(member)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def history(self, member_id: str) -> list[TransitionRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM transitions WHERE member_id = ? ORDER BY id", (member_id,)).fetchall()
+        return [TransitionRecord(r["member_id"], r["from_state"], r["to_state"], r["at"], r["stimulus"],
+                                 r["reason"]) for r in rows]
+
+    # mounts -----------------------------------------------------------------------------------
+    def mounts(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._db.execute("SELECT * FROM mounts ORDER BY mount_path")]
+
+    def add_mount(self, mount_path: str, source: str, mode: str, at: float, by: str) -> None:
+        self._db.execute("INSERT INTO mounts (mount_path, source, mode, created_at, created_by) "
+                         "VALUES (?,?,?,?,?)", (mount_path, source, mode, at, by))
+
+    def remove_mount(self, mount_path: str) -> bool:
+        return self._db.execute("DELETE FROM mounts WHERE mount_path = ?", (mount_path,)).rowcount > 0
+
+    # decisions and operations -----------------------------------------------------------------
+    def add_decision(self, at: float, action: str, count: int, member_ids: list[str], reason: str) -> int:
+        cur = self._db.execute(
+            "INSERT INTO decisions (at, action, count, member_ids, reason) VALUES (?,?,?,?,?)",
+            (at, action, count, json.dumps(member_ids), reason))
+        return int(cur.lastrowid or 0)
+
+    def last_decision(self) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM decisions ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        out = dict(row)
+        out["member_ids"] = json.loads(out["member_ids"])
+        return out
+
+    def begin_operation(self, kind: str, decision_id: int | None, at: float, detail: dict[str, Any]) -> int:
+        cur = self._db.execute(
+            "INSERT INTO operations (kind, state, decision_id, started_at, detail) VALUES (?,?,?,?,?)",
+            (kind, "in-flight", decision_id, at, json.dumps(detail, sort_keys=True)))
+        return int(cur.lastrowid or 0)
+
+    def update_operation(self, op_id: int, *, state: str | None = None, detail: dict[str, Any] | None = None,
+                         finished_at: float | None = None) -> None:
+        if state is not None:
+            self._db.execute("UPDATE operations SET state = ? WHERE id = ?", (state, op_id))
+        if detail is not None:
+            self._db.execute("UPDATE operations SET detail = ? WHERE id = ?",
+                             (json.dumps(detail, sort_keys=True), op_id))
+        if finished_at is not None:
+            self._db.execute("UPDATE operations SET finished_at = ? WHERE id = ?", (finished_at, op_id))
+
+    def active_operation(self) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT * FROM operations WHERE state = 'in-flight' ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        out = dict(row)
+        out["detail"] = json.loads(out["detail"])
+        return out
+
+    def recent_operations(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT * FROM operations ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+
+
+def _member_to_row(m: MemberRecord) -> tuple[Any, ...]:
+    mounts = [vars(v) for v in m.mounts]
+    return (m.member_id, m.state.value, m.state_since, m.hostname, m.ip, m.role, m.joined_at,
+            json.dumps(m.capacity.to_dict()), m.agent_version, m.last_heartbeat, m.running_jobs,
+            int(m.sge_configured), int(m.spot), json.dumps(m.drain, sort_keys=True), json.dumps(mounts))
+
+
+def _member_from_row(r: sqlite3.Row) -> MemberRecord:
+    return MemberRecord(
+        member_id=r["member_id"], state=MemberState(r["state"]), state_since=r["state_since"],
+        hostname=r["hostname"], ip=r["ip"], role=r["role"], joined_at=r["joined_at"],
+        capacity=Capacity.from_dict(json.loads(r["capacity"])), agent_version=r["agent_version"],
+        last_heartbeat=r["last_heartbeat"], running_jobs=r["running_jobs"],
+        sge_configured=bool(r["sge_configured"]), spot=bool(r["spot"]), drain=json.loads(r["drain"]),
+        mounts=tuple(MountStateView(**v) for v in json.loads(r["mounts"])),
+    )
