@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# First boot of a bench-node image: take the role (manager or member) named in the EC2 user-data.
+#
+# Sources, first found wins: /etc/bench/user-data.toml (images booted outside EC2, and the tests),
+# then the instance metadata service (IMDSv2). The user-data format is manager/providers/ec2_userdata.py.
+# Writes /etc/bench/agent.toml (+ manager.toml on the manager role) and the token files, points SGE at
+# the manager (or initialises the cell on the manager), formats a spare volume as /scratch, then enables
+# and starts the role's units. Idempotent until it succeeds; bench-first-boot.service runs it once.
+set -euo pipefail
+
+ETC=${BENCH_ETC:-/etc/bench}
+DONE=/var/lib/bench/first-boot.done
+IMDS=${BENCH_IMDS_URL:-http://169.254.169.254}
+PY=/opt/bench/venv/bin/python
+export SGE_ROOT=/var/lib/gridengine SGE_CELL=default
+
+die() { echo "bench-first-boot: error: $*" >&2; exit 1; }
+say() { echo "bench-first-boot: $*"; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root"
+[ -x "$PY" ] || die "$PY missing: the image was not built with install-node.sh"
+
+# The Python half parses and writes the configuration; it prints shell assignments for the rest.
+settings=$(ETC="$ETC" IMDS="$IMDS" "$PY" - <<'PYEOF'
+import json, os, secrets, socket, time, tomllib, urllib.request
+from pathlib import Path
+
+etc, imds = Path(os.environ["ETC"]), os.environ["IMDS"]
+MARKER = "#bench-cluster-userdata v1"
+
+def imds_get(path: str, token: str) -> str:
+    request = urllib.request.Request(f"{imds}{path}", headers={"X-aws-ec2-metadata-token": token})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.read().decode()
+
+def imds_token() -> str:
+    request = urllib.request.Request(f"{imds}/latest/api/token", method="PUT",
+                                     headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.read().decode()
+
+override = etc / "user-data.toml"
+if override.exists():
+    text, node_id, ip = override.read_text(), socket.gethostname(), ""
+else:
+    for attempt in range(8):  # the metadata service can lag the network by a few seconds
+        try:
+            token = imds_token()
+            text = imds_get("/latest/user-data", token)
+            node_id = imds_get("/latest/meta-data/instance-id", token)
+            ip = imds_get("/latest/meta-data/local-ipv4", token)
+            break
+        except OSError as error:
+            last = error
+            time.sleep(min(2 ** attempt, 30))
+    else:
+        raise SystemExit(f"bench-first-boot: no user-data from {imds}: {last}")
+if not text.startswith(MARKER):
+    raise SystemExit(f"bench-first-boot: user-data does not start with {MARKER!r}")
+doc = tomllib.loads(text)
+role = doc.get("role")
+if role not in ("member", "manager"):
+    raise SystemExit(f"bench-first-boot: user-data role must be member or manager, got {role!r}")
+for key in ("cluster_id", "manager_address", "cluster_token"):
+    if not doc.get(key):
+        raise SystemExit(f"bench-first-boot: user-data lacks {key}")
+node_id = str(doc.get("node_id") or node_id)
+manager_host, _, manager_port = str(doc["manager_address"]).rpartition(":")
+if not manager_host or not manager_port.isdigit():
+    raise SystemExit(f"bench-first-boot: manager_address {doc['manager_address']!r} is not HOST:PORT")
+
+def toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+def write(path: Path, content: str, mode: int, group: str = "root") -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(content)
+    os.chmod(tmp, mode)
+    os.chown(tmp, 0, gid_of(group))
+    os.replace(tmp, path)
+
+def gid_of(name: str) -> int:
+    import grp
+    return grp.getgrnam(name).gr_gid
+
+def table(values: dict) -> str:
+    return "".join(f"{key} = {toml_value(value)}\n" for key, value in values.items())
+
+agent = {
+    "manager": f"{'127.0.0.1' if role == 'manager' else manager_host}:{manager_port}",
+    "token_file": str(etc / "agent.token"),
+    "node_id": node_id,
+    "role": role,
+    "log_format": "json",
+}
+if role == "member":
+    agent.update(cores=int(doc.get("cores", 0)), memory_bytes=int(doc.get("memory_bytes", 0)))
+    if not override.exists():
+        agent["spot_metadata_url"] = imds
+if ip:
+    agent["advertise_ip"] = ip
+write(etc / "agent.token", str(doc["cluster_token"]) + "\n", 0o600)
+write(etc / "agent.toml", "# written by bench-first-boot from user-data\n" + table(agent), 0o644)
+
+if role == "manager":
+    manager = {
+        "listen": [f"0.0.0.0:{manager_port}"],
+        "cluster_id": str(doc["cluster_id"]),
+        "agent_token_file": str(etc / "agent.token"),
+        "user_token_file": str(etc / "user.token"),
+        "db": "/var/lib/bench-manager/state.db",
+        "data_root": "/data",
+        "log_format": "json",
+    }
+    manager.update(doc.get("manager", {}))  # provider, mode, members, … from the launcher
+    user_token = etc / "user.token"
+    if not user_token.exists():
+        write(user_token, secrets.token_urlsafe(32) + "\n", 0o640, "bench")
+    # The manager runs as bench-manager and must read the agent token to check agents.
+    os.chown(etc / "agent.token", 0, gid_of("bench"))
+    os.chmod(etc / "agent.token", 0o640)
+    write(etc / "manager.toml", "# written by bench-first-boot from user-data\n" + table(manager), 0o640, "bench")
+
+print(f"ROLE={role}")
+print(f"MANAGER_HOST={manager_host}")
+PYEOF
+)
+eval "$settings"
+say "role $ROLE (manager host $MANAGER_HOST)"
+
+common=$SGE_ROOT/$SGE_CELL/common
+install -d -m 0755 -o sgeadmin -g sgeadmin "$SGE_ROOT/$SGE_CELL" "$common"
+if [ "$ROLE" = manager ]; then
+  me=$(hostname)
+  # SGE refuses clients whose name and address disagree; make sure this host's name resolves.
+  if ! getent hosts "$me" >/dev/null; then
+    echo "127.0.1.1 $me" >> /etc/hosts
+  fi
+  echo "$me" > "$common/act_qmaster"
+  if [ ! -e /var/spool/gridengine/spooldb/sge ]; then
+    install -d -m 0755 -o sgeadmin -g sgeadmin /var/spool/gridengine /var/spool/gridengine/spooldb \
+      /var/spool/gridengine/qmaster /var/spool/gridengine/qmaster/job_scripts
+    su -s /bin/sh -c "/usr/share/gridengine/scripts/init_cluster $SGE_ROOT $SGE_CELL /var/spool/gridengine/spooldb sgeadmin" sgeadmin
+    # bench-manager runs qconf/qmod under its own name, so it must be an SGE manager.
+    su -s /bin/sh -c "SGE_ROOT=$SGE_ROOT SGE_CELL=$SGE_CELL /usr/lib/gridengine/spooldefaults managers sgeadmin root bench-manager" sgeadmin
+  fi
+  units=(sge-qmaster.service bench-manager.service bench-agent.service)
+else
+  echo "$MANAGER_HOST" > "$common/act_qmaster"
+  units=(sge-execd.service bench-agent.service)
+fi
+chown sgeadmin:sgeadmin "$common/act_qmaster"
+
+# /scratch: the launcher attaches a dedicated volume as the second disk; an unused one is formatted.
+for disk in /dev/nvme1n1 /dev/xvdb /dev/sdb; do
+  if [ -b "$disk" ] && ! blkid "$disk" >/dev/null 2>&1 && ! grep -q " /scratch " /proc/mounts; then
+    say "formatting $disk as /scratch"
+    mkfs.ext4 -q -L bench-scratch "$disk"
+    echo "LABEL=bench-scratch /scratch ext4 defaults,noatime,nofail 0 2" >> /etc/fstab
+    mount /scratch
+    chmod 1777 /scratch
+    break
+  fi
+done
+
+systemctl enable "${units[@]}"
+# --no-block: the units are ordered after this one, so waiting for them here would deadlock boot.
+systemctl start --no-block "${units[@]}"
+install -d -m 0700 "$(dirname "$DONE")"
+date -u +%Y-%m-%dT%H:%M:%SZ > "$DONE"
+say "done"
