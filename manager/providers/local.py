@@ -135,8 +135,8 @@ class LocalProvider:
 
     def _validate(self, count: int, spec: NodeSpec, config: LocalClusterConfig) -> None:
         problems = []
-        if count < 1:
-            problems.append(f"count must be at least 1 (got {count})")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            problems.append(f"count must be a whole number of at least 1 (got {count!r})")
         if spec.cores < 1:
             problems.append(f"cores must be at least 1 (got {spec.cores})")
         if spec.memory_bytes < 1 << 20:
@@ -289,7 +289,7 @@ class LocalProvider:
     def _terminate_sync(self, node_ids: NodeIds) -> None:
         wanted = set(node_ids)
         for member_dir, record in self._records():
-            if record is not None and record.node_id in wanted:
+            if record is not None and record.node_id in wanted and record.cluster_id == self.cluster_id:
                 self._cleanup_slot(member_dir.name, record.node_id)
 
     def _cleanup_slot(self, hostname: str, node_id: str | None = None) -> None:
