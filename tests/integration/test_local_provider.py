@@ -143,7 +143,7 @@ def test_bad_specs_are_rejected_and_create_nothing(env: tuple[Path, LocalCluster
     assert raised.value.retryable is False
     with pytest.raises(ProviderError, match="cluster 'other'"):
         asyncio.run(p.create(1, spec(cluster="other")))
-    with pytest.raises(ProviderError, match="only 50 of 50 slots|cannot create 51"):
+    with pytest.raises(ProviderError, match="cannot create 51"):
         asyncio.run(p.create(51, spec()))
     assert asyncio.run(p.list()) == []
     assert netns.our_netns() == []
