@@ -74,6 +74,12 @@ def ro_spec(root: Path, name: str = "m1", source: str = "p1") -> MountSpecData:
     return MountSpecData(f"{root}/mounts/{name}", f"{root}/project/{source}", "read-only")
 
 
+def worker_pid(mount_path: str) -> int:
+    out = subprocess.run(["pgrep", "-f", f"agent.fastmount.worker .*{mount_path}"],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[0])
+
+
 def is_mounted(path: str) -> bool:
     return path in read_mount_table()
 
@@ -160,9 +166,7 @@ def test_killed_worker_is_replaced_within_ten_seconds(data_root: Path) -> None:
 
     async def body(mgr: MountManager) -> float:
         await mgr.create(spec)
-        out = subprocess.run(["pgrep", "-f", f"agent.fastmount.worker .*{spec.mount_path}"],
-                             capture_output=True, text=True, check=True)
-        os.kill(int(out.stdout.split()[0]), signal.SIGKILL)
+        os.kill(await asyncio.to_thread(worker_pid, spec.mount_path), signal.SIGKILL)
         killed = time.monotonic()
         last_error = None
         while time.monotonic() - killed < 10:
