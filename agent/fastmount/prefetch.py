@@ -85,6 +85,7 @@ def plan_read(
         window = min(window * 2, config.max_window)
     elif access is Access.RANDOM:
         window = config.initial_window
+    offset = min(offset, file_size)  # a read past the end needs nothing (the reader answers it empty)
     end = min(offset + size, file_size)
     next_offset = max(state.next_offset, end) if access is not Access.RANDOM else end
     new_state = WindowState(next_offset=next_offset, window=window)
