@@ -1,0 +1,230 @@
+"""The fast-mount worker as a user sees it: a real FUSE mount of a real directory (root, /dev/fuse)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.mountsys import FUSE_FSTYPE, read_mount_table
+from tests.conftest import require_fuse
+
+pytestmark = pytest.mark.fuse
+
+BIG = 48 * 1024 * 1024 + 4321  # not a multiple of any block size
+
+
+class Mounted:
+    def __init__(self, source: Path, mount: Path, stats: Path, proc: subprocess.Popen[bytes]) -> None:
+        self.source, self.mount, self.stats, self.proc = source, mount, stats, proc
+
+
+def _wait_mounted(mount: Path, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 15
+    while read_mount_table().get(str(mount), None) is None or \
+            read_mount_table()[str(mount)].fstype != FUSE_FSTYPE:
+        assert proc.poll() is None, f"worker exited with {proc.returncode}"
+        assert time.monotonic() < deadline, "worker did not mount within 15 s"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def mounted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mounted]:
+    require_fuse()
+    base = tmp_path_factory.mktemp("fastmount")
+    source, mount = base / "source", base / "mnt"
+    (source / "many").mkdir(parents=True)
+    (source / "sub" / "deeper").mkdir(parents=True)
+    mount.mkdir()
+    rng = random.Random(6)
+    (source / "big.bin").write_bytes(rng.randbytes(BIG))
+    for i in range(300):
+        (source / "many" / f"f{i:04d}.dat").write_bytes(rng.randbytes(rng.randrange(0, 200_000)))
+    (source / "sub" / "deeper" / "note.txt").write_text("deep\n")
+    (source / "empty").write_bytes(b"")
+    os.symlink("sub/deeper/note.txt", source / "link")
+    os.chmod(source / "sub" / "deeper" / "note.txt", 0o640)
+    stats = base / "stats.json"
+    proc = subprocess.Popen([sys.executable, "-m", "agent.fastmount.worker", "--source", str(source),
+                             "--mount-path", str(mount), "--stats-file", str(stats), "--stats-interval", "0.2"])
+    try:
+        _wait_mounted(mount, proc)
+        yield Mounted(source, mount, stats, proc)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if str(mount) in read_mount_table():
+            subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tree(root: Path) -> dict[str, tuple[str, int, int]]:
+    """Every entry below root: type, size (files) and permission bits without the write bits."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = os.lstat(p)
+            kind = "link" if stat.S_ISLNK(st.st_mode) else "dir" if stat.S_ISDIR(st.st_mode) else "file"
+            size = st.st_size if kind == "file" else 0
+            out[str(p.relative_to(root))] = (kind, size, stat.S_IMODE(st.st_mode) & 0o555)
+    return out
+
+
+def test_large_file_has_the_same_sha256(mounted: Mounted) -> None:
+    assert sha(mounted.mount / "big.bin") == sha(mounted.source / "big.bin")
+    assert sha(mounted.mount / "big.bin") == sha(mounted.source / "big.bin")  # again, from the page cache
+
+
+def test_many_small_files_have_the_same_content(mounted: Mounted) -> None:
+    for p in sorted((mounted.source / "many").iterdir()):
+        assert (mounted.mount / "many" / p.name).read_bytes() == p.read_bytes(), p.name
+
+
+def test_listing_matches_the_source(mounted: Mounted) -> None:
+    assert tree(mounted.mount) == tree(mounted.source)
+    assert sorted(os.listdir(mounted.mount / "many")) == sorted(os.listdir(mounted.source / "many"))
+    assert os.readlink(mounted.mount / "link") == "sub/deeper/note.txt"
+    assert (mounted.mount / "link").read_text() == "deep\n"
+    assert (mounted.mount / "empty").read_bytes() == b""
+
+
+def test_missing_names_are_missing(mounted: Mounted) -> None:
+    for _ in range(2):  # the second time the miss comes from the negative cache
+        with pytest.raises(FileNotFoundError):
+            (mounted.mount / "nope.txt").read_bytes()
+    assert not (mounted.mount / "sub" / "nope").exists()
+
+
+def test_random_reads_return_the_right_bytes(mounted: Mounted) -> None:
+    rng = random.Random(7)
+    src_fd = os.open(mounted.source / "big.bin", os.O_RDONLY)
+    # O_DIRECT is not needed: a fresh open of a file never read at these offsets still goes to the worker
+    mnt_fd = os.open(mounted.mount / "big.bin", os.O_RDONLY)
+    try:
+        for _ in range(300):
+            off = rng.randrange(0, BIG + 100)
+            size = rng.choice([1, 4096, 65536, 1 << 20, 3 << 20])
+            assert os.pread(mnt_fd, size, off) == os.pread(src_fd, size, off), (off, size)
+    finally:
+        os.close(src_fd)
+        os.close(mnt_fd)
+
+
+def test_concurrent_readers_of_one_file_all_see_the_right_data(mounted: Mounted) -> None:
+    expected = sha(mounted.source / "big.bin")
+    results: list[str] = []
+
+    def reader() -> None:
+        results.append(sha(mounted.mount / "big.bin"))
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == [expected] * 4
+
+
+def _expect_erofs(action: Callable[[], object]) -> None:
+    with pytest.raises(OSError) as info:
+        action()
+    assert info.value.errno == errno.EROFS, info.value
+
+
+@pytest.mark.parametrize("what", ["write", "create", "unlink", "mkdir", "rmdir", "rename", "chmod", "chown",
+                                  "truncate", "symlink", "link", "setxattr", "utime", "append"])
+def test_every_write_type_operation_fails_with_erofs(mounted: Mounted, what: str) -> None:
+    m = mounted.mount
+    actions: dict[str, Callable[[], object]] = {
+        "write": lambda: os.open(m / "big.bin", os.O_WRONLY),
+        "append": lambda: open(m / "empty", "ab"),
+        "create": lambda: (m / "new.txt").write_text("x"),
+        "unlink": lambda: os.unlink(m / "empty"),
+        "mkdir": lambda: os.mkdir(m / "newdir"),
+        "rmdir": lambda: os.rmdir(m / "sub" / "deeper"),
+        "rename": lambda: os.rename(m / "empty", m / "renamed"),
+        "chmod": lambda: os.chmod(m / "empty", 0o777),
+        "chown": lambda: os.chown(m / "empty", 1, 1),
+        "truncate": lambda: os.truncate(m / "big.bin", 0),
+        "symlink": lambda: os.symlink("big.bin", m / "newlink"),
+        "link": lambda: os.link(m / "big.bin", m / "hardlink"),
+        "setxattr": lambda: os.setxattr(m / "empty", "user.k", b"v"),
+        "utime": lambda: os.utime(m / "empty", (1, 1)),
+    }
+    _expect_erofs(actions[what])
+    assert tree(mounted.source) == tree(mounted.mount)  # and nothing changed in the source
+
+
+def test_files_look_read_only(mounted: Mounted) -> None:
+    mode = os.stat(mounted.mount / "big.bin").st_mode
+    assert not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    assert os.statvfs(mounted.mount).f_flag & os.ST_RDONLY
+
+
+def test_counters_are_published(mounted: Mounted) -> None:
+    before = json.loads(mounted.stats.read_text())
+    fd = os.open(mounted.mount / "many" / "f0001.dat", os.O_RDONLY)
+    os.close(fd)
+    sha(mounted.source / "big.bin")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        now = json.loads(mounted.stats.read_text())
+        if now["opens"] > before["opens"]:
+            break
+        time.sleep(0.1)
+    assert now["opens"] > before["opens"]
+    assert now["bytes_read"] >= BIG  # at least the big file went through the worker once
+    assert now["pid"] == mounted.proc.pid
+
+
+def test_sigterm_unmounts_cleanly(tmp_path: Path) -> None:
+    require_fuse()
+    source, mount, stats = tmp_path / "s", tmp_path / "m", tmp_path / "stats.json"
+    source.mkdir()
+    mount.mkdir()
+    (source / "a").write_text("a")
+    proc = subprocess.Popen([sys.executable, "-m", "agent.fastmount.worker", "--source", str(source),
+                             "--mount-path", str(mount), "--stats-file", str(stats)])
+    try:
+        _wait_mounted(mount, proc)
+        assert (mount / "a").read_text() == "a"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert str(mount) not in read_mount_table()
+        assert json.loads(stats.read_text())["bytes_read"] == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
+
+
+def test_bad_arguments_are_refused_before_mounting(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "agent.fastmount.worker", "--source", str(tmp_path / "none"),
+                          "--mount-path", str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "--source" in out.stderr and "not a directory" in out.stderr
