@@ -162,7 +162,7 @@ def test_every_write_type_operation_fails_with_erofs(mounted: Mounted, what: str
     m = mounted.mount
     actions: dict[str, Callable[[], object]] = {
         "write": lambda: os.open(m / "big.bin", os.O_WRONLY),
-        "append": lambda: open(m / "empty", "ab"),
+        "append": lambda: os.open(m / "empty", os.O_WRONLY | os.O_APPEND),
         "create": lambda: (m / "new.txt").write_text("x"),
         "unlink": lambda: os.unlink(m / "empty"),
         "mkdir": lambda: os.mkdir(m / "newdir"),
