@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 import tomllib
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ class ManagerConfig:
     max_launch_failures: int = 3
     brake_backoff_s: float = 300.0
     data_root: Path = Path("/data")
+    advertise_address: str = ""  # HOST:PORT members dial; default: the first listen address
+    ec2: Mapping[str, Any] = field(default_factory=dict)  # the [ec2] table, read by the ec2 provider
     max_message_bytes: int = 256 * 1024
     command_timeout_s: float = 60.0
     log_format: str = "auto"
@@ -70,6 +73,8 @@ class ManagerConfig:
             problems.append("at least one listen address is needed")
         if self.provider not in ("none", "local", "ec2"):
             problems.append(f"provider must be none, local or ec2, got {self.provider!r}")
+        if self.provider == "ec2" and not self.ec2:
+            problems.append("provider ec2 needs an [ec2] table in the config file (region, image_id, ...)")
         if self.mode not in ("static", "dynamic"):
             problems.append(f"mode must be static or dynamic, got {self.mode!r}")
         if not 1 <= self.hard_limit <= 1000:
@@ -187,6 +192,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--max-launch-failures", type=int)
     a("--brake-backoff", dest="brake_backoff_s", type=float)
     a("--data-root", type=Path)
+    a("--advertise-address", help="HOST:PORT new members dial (default: the first --listen)")
     a("--command-timeout", dest="command_timeout_s", type=float)
     a("--log-format", choices=["json", "console", "auto"])
 

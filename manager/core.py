@@ -41,8 +41,10 @@ class MountEntry:
 
 
 class ClusterManager:
-    def __init__(self, config: ManagerConfig, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: ManagerConfig, store: Store, clock: Callable[[], float] = time.time,
+                 agent_token: str = "") -> None:
         self.config = config
+        self.agent_token = agent_token  # handed to members the manager launches
         self.store = store
         self.clock = clock
         self.events = EventBus()

@@ -26,7 +26,7 @@ async def serve(config: ManagerConfig) -> int:
     except (CredentialError, StoreError, OSError) as exc:
         log.error("cannot start", error=str(exc))
         return 2
-    manager = ClusterManager(config, store)
+    manager = ClusterManager(config, store, agent_token=agent_token)
     server, health_servicer = build_server(manager, agent_token, user_token, config.max_message_bytes)
     try:
         ports = bind(server, config.listen)

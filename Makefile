@@ -1,0 +1,55 @@
+# bench-cluster: the two commands a newcomer needs are `make demo` and `make test`.
+# Both install what they need (Debian packages, the venv, generated code) idempotently.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: all deps venv protos protos-check lint test test-fast test-e2e demo bench clean
+
+all: test
+
+deps:
+	bash scripts/install-system-deps.sh
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: deps $(STAMP)
+
+protos: $(STAMP)
+	$(PY) scripts/gen_protos.py
+
+protos-check: $(STAMP)
+	$(PY) scripts/gen_protos.py --check
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# Everything, as CI runs it: static checks, unit, integration, end-to-end and slow suites.
+test: venv protos-check lint
+	$(VENV)/bin/pytest -ra $(PYTEST_ARGS)
+
+# The quick loop while developing: no end-to-end cluster, no systemd-nspawn boot.
+test-fast: venv protos-check
+	$(VENV)/bin/pytest -ra -m "not slow and not e2e" $(PYTEST_ARGS)
+
+test-e2e: venv
+	$(VENV)/bin/pytest -ra -m e2e $(PYTEST_ARGS)
+
+demo: venv
+	bash scripts/demo.sh
+
+bench: venv
+	$(PY) benchmarks/heartbeats.py
+	$(PY) benchmarks/autoscaler.py
+	$(PY) benchmarks/fastmount.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
