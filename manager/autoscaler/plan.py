@@ -213,10 +213,16 @@ def _plan_dynamic(
     base = replace(base, needed_members=needed)
     counted = census.counted_after_retiring
     span = f"dynamic mode [{config.min_members}, {config.max_members}], {live} live"
+    idle = _idle_surplus(census, packing.placed, config, now)
     if counted > config.max_members:
+        # The max was lowered: surplus members go even if not idle for long (but never one running a
+        # job or younger than the minimum age); idle ones go as usual, so the next pass has no more.
         excess = min(counted - config.max_members, max(0, live - config.min_members))
-        ordered = _removal_order(census.live, packing.placed)
-        chosen = tuple(m.member_id for m in ordered if _removable(m, config, now))[:excess]
+        forced = [
+            m.member_id for m in _removal_order(census.live, packing.placed)
+            if _removable(m, config, now) and m.member_id not in idle
+        ]
+        chosen = idle + tuple(forced[: max(0, excess - len(idle))])
         return _removal(base, census, dead_ids, chosen, f"{span}: {counted} members exceed max",
                         "the others run jobs or are younger than the minimum age")
     want_for_min = max(0, config.min_members - live)
@@ -245,18 +251,26 @@ def _plan_dynamic(
             remove_ids=dead_ids,
             target_members=live + add,
         )
-    surplus = live - config.min_members
-    candidates = [
-        m for m, placed in zip(census.live, packing.placed, strict=True)
-        if placed == 0 and _removable(m, config, now) and _idle_long_enough(m, config, now)
-    ]
-    chosen = tuple(m.member_id for m in _removal_order(candidates)[: max(0, surplus)])
     fits = (f"{demand.tasks} pending tasks fit the free capacity" if demand.tasks else "no pending demand")
+    at_min = live - len(idle) <= config.min_members
     return _removal(
-        base, census, dead_ids, chosen, f"{span}: {fits}",
-        f"no other member has been idle {config.idle_s:.0f}s past the minimum age of {config.min_age_s:.0f}s"
-        if surplus > len(chosen) else f"min is {config.min_members}",
+        base, census, dead_ids, idle, f"{span}: {fits}",
+        f"min is {config.min_members}" if at_min else
+        f"no other member has been idle {config.idle_s:.0f}s past the minimum age of {config.min_age_s:.0f}s",
     )
+
+
+def _idle_surplus(
+    census: _Census, placed: Sequence[int], config: ScalerConfig, now: float
+) -> tuple[str, ...]:
+    """Members to scale down: idle long enough, past the minimum age, holding none of the pending
+    demand in the packing (so the rest still fits it), never taking the cluster below min."""
+    candidates = [
+        m for m, tasks in zip(census.live, placed, strict=True)
+        if tasks == 0 and _removable(m, config, now) and _idle_long_enough(m, config, now)
+    ]
+    surplus = max(0, len(census.live) - config.min_members)
+    return tuple(m.member_id for m in _removal_order(candidates)[:surplus])
 
 
 def _free_space(member: MemberView, capacity: Shape) -> Shape:
