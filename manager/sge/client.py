@@ -19,6 +19,17 @@ QUEUE = "all.q"
 HOSTGROUP = "@allhosts"
 BIN_DIR = Path("/usr/lib/gridengine")
 MAX_PARALLEL_QCONF = 8
+# qconf -Ae wants every attribute, not just the ones we set.
+EXECHOST_TEMPLATE = """hostname {hostname}
+load_scaling NONE
+complex_values {values}
+user_lists NONE
+xuser_lists NONE
+projects NONE
+xprojects NONE
+usage_scaling NONE
+report_variables NONE
+"""
 
 
 class SgeClient:
@@ -141,7 +152,7 @@ class SgeClient:
                 if {k: current.get(k) for k in wanted} != wanted:
                     await self._run("qconf", "-rattr", "exechost", "complex_values", values, hostname)
             else:
-                await self._load_file("-Ae", "exechost", f"hostname {hostname}\ncomplex_values {values}\n")
+                await self._load_file("-Ae", "exechost", EXECHOST_TEMPLATE.format(hostname=hostname, values=values))
             _, group, _ = await self._run("qconf", "-shgrp", HOSTGROUP)
             if hostname not in group.replace("\\", " ").split():
                 await self._run("qconf", "-aattr", "hostgroup", "hostlist", hostname, HOSTGROUP)
