@@ -74,6 +74,11 @@ def hosts_by_name(client: SgeClient) -> dict[str, SgeHost]:
     return {h.name: h for h in run(client.hosts())}
 
 
+def reporting(client: SgeClient, names: list[str]) -> dict[str, SgeHost] | None:
+    hosts = hosts_by_name(client)
+    return hosts if all(n in hosts and hosts[n].reachable for n in names) else None
+
+
 def submit(base: Path, *args: str, seconds: int = 30) -> int:
     script = base / "sleep.sh"
     script.write_text(f"#!/bin/bash\nsleep {seconds}\n")
@@ -86,8 +91,7 @@ def test_ensure_exec_host_makes_members_report_with_capacity(cluster: tuple[SgeC
     for name in names:
         run(client.ensure_exec_host(name, 2, 1 << 30))
         run(client.ensure_exec_host(name, 2, 1 << 30))  # idempotent
-    hosts = until("both members reporting", lambda: (h := hosts_by_name(client)) and
-                  all(n in h and h[n].reachable for n in names) and h)
+    hosts = until("both members reporting", lambda: reporting(client, names))
     for name in names:
         assert hosts[name].static_cores == 2 and hosts[name].static_mem_bytes == 1 << 30
         assert hosts[name].slots_total == 2 and hosts[name].slots_used == 0
@@ -102,8 +106,7 @@ def test_jobs_fill_the_first_member_and_drain_primitives(cluster: tuple[SgeClien
     client, names, base = cluster
     for name in names:
         run(client.ensure_exec_host(name, 2, 1 << 30))
-    until("members reporting", lambda: all(hosts_by_name(client).get(n, None) and
-                                              hosts_by_name(client)[n].reachable for n in names))
+    until("members reporting", lambda: reporting(client, names))
     first = submit(base, "-t", "1-2", "-l", "static_cores=1,static_mem=256M")
     running = until("2 tasks running", lambda: [j for j in run(client.jobs()) if j.job_id == first and j.running]
                     if len([j for j in run(client.jobs()) if j.job_id == first and j.running]) == 2 else None)
