@@ -72,6 +72,9 @@ class ScalerConfig:
     idle_s: float = 300.0
     max_consecutive_failures: int = 3
     brake_backoff_s: float = 300.0
+    # An operation that has not stabilised after this long is closed anyway (its members keep
+    # counting towards max), so a launch that never reports back cannot stop the scaler for good.
+    stabilise_timeout_s: float = 1800.0
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -118,7 +121,7 @@ class ScalerConfig:
                 f"member memory {format_memory(self.member_memory_bytes)} minus headroom "
                 f"{format_memory(self.headroom_memory_bytes)} leaves no memory for jobs"
             )
-        for name in ("min_age_s", "idle_s", "brake_backoff_s"):
+        for name in ("min_age_s", "idle_s", "brake_backoff_s", "stabilise_timeout_s"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative, got {getattr(self, name)}")
         if self.max_consecutive_failures < 1:
@@ -340,7 +343,8 @@ class Decision:
 
     `needed_members`: new members the pending demand needs (before clamping to max).
     `target_members`: live members once the decision is carried out.
-    `op_settled`: the snapshot's in-flight operation has stabilised and may be closed.
+    `op_settled`: the snapshot's in-flight operation has stabilised (or timed out: `op_timed_out`)
+    and may be closed.
     """
 
     action: Action
@@ -353,3 +357,4 @@ class Decision:
     ignored: tuple[IgnoredJob, ...] = ()
     not_demand: Mapping[JobHold, tuple[int, ...]] = field(default_factory=dict)
     op_settled: bool = False
+    op_timed_out: bool = False

@@ -4,7 +4,8 @@ Pure: no I/O, no clock reads (`now` is an argument), no randomness; the same inp
 the same decision. The rules, from the seed and issue 5:
 
 - One operation at a time. While the snapshot's in-flight operation has not stabilised (launched
-  members READY and seen by SGE, removed ones gone), nothing else is decided.
+  members READY and seen by SGE, removed ones gone), nothing else is decided; after
+  `stabilise_timeout_s` it is closed anyway (its members still count towards max).
 - Members in any state but TERMINATED count towards the ceiling (max, or N in static mode), so odd
   states never let the cluster grow past it. LOST and INTERRUPTED members are no capacity; the next
   operation retires them (and, in static mode, replaces them).
@@ -81,16 +82,33 @@ def plan(snapshot: Snapshot, config: ScalerConfig, now: float) -> Decision:
     )
     if snapshot.in_flight is not None:
         waiting = _unsettled(snapshot.in_flight, snapshot.members)
-        if waiting:
-            age = now - snapshot.in_flight.started_at
+        age = now - snapshot.in_flight.started_at
+        status = f"the {snapshot.in_flight.kind} operation started {age:.0f}s ago"
+        if waiting and age < config.stabilise_timeout_s:
             return replace(
-                base,
-                reason=(
-                    f"one operation at a time: the {snapshot.in_flight.kind} operation started "
-                    f"{age:.0f}s ago has not stabilised ({_listed(waiting)})"
-                ),
+                base, reason=f"one operation at a time: {status} has not stabilised ({_listed(waiting)})"
             )
-        base = replace(base, op_settled=True)
+        base = replace(base, op_settled=True, op_timed_out=bool(waiting))
+        if waiting:
+            # Closed without stabilising: decide on, but say so in whatever is decided.
+            note = (
+                f"{status} did not stabilise within {config.stabilise_timeout_s:.0f}s "
+                f"({_listed(waiting)}); closing it. "
+            )
+            decision = _plan_mode(base, census, demand, snapshot, config, capacity, now)
+            return replace(decision, reason=note + decision.reason)
+    return _plan_mode(base, census, demand, snapshot, config, capacity, now)
+
+
+def _plan_mode(
+    base: Decision,
+    census: _Census,
+    demand: Demand,
+    snapshot: Snapshot,
+    config: ScalerConfig,
+    capacity: Shape,
+    now: float,
+) -> Decision:
     if config.mode == "static":
         return _plan_static(base, census, snapshot, config, now)
     return _plan_dynamic(base, census, demand, snapshot, config, capacity, now)

@@ -329,6 +329,23 @@ def test_scale_down_must_finish_before_the_next_decision() -> None:
     assert decision.op_settled and decision.action == Action.SCALE_UP
 
 
+@pytest.mark.parametrize(("age", "closed"), [(1799.0, False), (1800.0, True)])
+def test_operation_that_never_stabilises_is_closed_after_the_timeout(age: float, closed: bool) -> None:
+    # A launch recorded without member ids (the manager died before the provider answered) and a
+    # member stuck JOINING: the scaler must not wait forever, and the stuck member still counts.
+    stuck = member("n1", state="JOINING", in_sge=False)
+    op = OperationInFlight(kind=OpKind.UP, started_at=NOW - age, target=2)
+    snapshot = Snapshot(members=(busy("m1"), stuck), pending=(array(1, 30),), in_flight=op)
+    decision = plan(snapshot, config(max_members=3, stabilise_timeout_s=1800.0), NOW)
+    assert (decision.op_settled, decision.op_timed_out) == (closed, closed)
+    if closed:
+        assert "did not stabilise within 1800s" in decision.reason
+        assert (decision.action, decision.add_count) == (Action.SCALE_UP, 1)  # m1 + n1 + 1 = max
+    else:
+        assert decision.action == Action.NONE
+        assert "no launched member ids recorded yet" in decision.reason
+
+
 # --- static mode --------------------------------------------------------------------------------
 
 
