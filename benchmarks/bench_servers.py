@@ -1,0 +1,142 @@
+"""The two servers `benchmarks/heartbeats.py` measures, each a real subprocess on loopback:
+bench-manager (temp state dir, fresh tokens, no SGE, no provider) and the grpc.aio echo baseline.
+Both are stopped (SIGTERM, then SIGKILL after a timeout) when their context exits, also on Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+
+from common.auth import write_new_token
+
+VENV_BIN = Path(sys.executable).parent
+ECHO_SERVER = Path(__file__).resolve().parent / "echo_server.py"
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+LOOPBACK = "127.0.0.1"
+
+
+class ServerFailed(Exception):
+    """A server did not come up; the message says why and where its log is."""
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    pid: int
+    address: str
+    agent_token: str
+    user_token: str
+    log_path: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
+
+
+async def _wait_serving(address: str, proc: asyncio.subprocess.Process, log_path: Path) -> None:
+    """Poll the standard health service until SERVING; fail fast if the process exits."""
+    async with aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        async for attempt in AsyncRetrying(wait=wait_exponential_jitter(initial=0.05, max=1.0),
+                                           stop=stop_after_delay(START_TIMEOUT_S),
+                                           retry=retry_if_exception_type((aio.AioRpcError, ServerFailed)),
+                                           reraise=True):
+            with attempt:
+                if proc.returncode is not None:
+                    raise ServerFailed(f"bench-manager exited with code {proc.returncode} at start; "
+                                       f"log {log_path}:\n{_log_tail(log_path)}")
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+                if reply.status != health_pb2.HealthCheckResponse.SERVING:
+                    raise ServerFailed(f"bench-manager health is {reply.status}, not SERVING")
+
+
+@contextlib.asynccontextmanager
+async def bench_manager(work_dir: Path, heartbeat_interval_s: float) -> AsyncIterator[RunningServer]:
+    """A real bench-manager: own SQLite file, tokens and data root; LOST detection pushed out of the way."""
+    agent_token_file, user_token_file = work_dir / "agent.token", work_dir / "user.token"
+    agent_token, user_token = write_new_token(agent_token_file), write_new_token(user_token_file)
+    data_root = work_dir / "data"
+    (data_root / "mounts").mkdir(parents=True, exist_ok=True)
+    address = f"{LOOPBACK}:{_free_port()}"
+    log_path = work_dir / "manager.log"
+    # The benchmark measures load, not liveness: no member may turn LOST because the client lagged.
+    lost_after_s = max(3600.0, heartbeat_interval_s * 10)
+    argv = [str(VENV_BIN / "bench-manager"), "--listen", address, "--db", str(work_dir / "state.db"),
+            "--agent-token-file", str(agent_token_file), "--user-token-file", str(user_token_file),
+            "--no-sge", "--provider", "none", "--data-root", str(data_root), "--lost-after", str(lost_after_s),
+            "--heartbeat-interval", str(heartbeat_interval_s), "--log-format", "json"]
+    with log_path.open("ab") as log:
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=log,
+                                                    stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+    try:
+        await _wait_serving(address, proc, log_path)
+        yield RunningServer(proc.pid, address, agent_token, user_token, log_path)
+    finally:
+        await _stop(proc)
+
+
+@contextlib.asynccontextmanager
+async def echo_server(work_dir: Path) -> AsyncIterator[RunningServer]:
+    """The baseline server; it picks its own free loopback port and prints it."""
+    log_path = work_dir / "echo.log"
+    with log_path.open("ab") as log:
+        proc = await asyncio.create_subprocess_exec(sys.executable, str(ECHO_SERVER), stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=log,
+                                                    start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
+        except TimeoutError:
+            raise ServerFailed(f"echo server did not start within {START_TIMEOUT_S:.0f}s; log {log_path}:\n"
+                               f"{_log_tail(log_path)}") from None
+        words = line.decode().split()
+        if len(words) != 2 or words[0] != "LISTENING":
+            raise ServerFailed(f"echo server failed to start (said {line!r}); log {log_path}:\n{_log_tail(log_path)}")
+        yield RunningServer(proc.pid, f"{LOOPBACK}:{words[1]}", "", "", log_path)
+    finally:
+        await _stop(proc)
+
+
+def temp_work_dir(keep: Path | None) -> contextlib.AbstractContextManager[str]:
+    """A fresh temp dir removed at exit, or the given dir kept for inspection of the server logs."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        return contextlib.nullcontext(str(keep))
+    return tempfile.TemporaryDirectory(prefix="hb-bench-")
+
+
+__all__ = ["RunningServer", "ServerFailed", "bench_manager", "echo_server", "temp_work_dir"]

@@ -1,0 +1,270 @@
+"""Simulated agents for `benchmarks/heartbeats.py`: many agent sessions in one asyncio process.
+
+Each simulated agent registers once, then loops over sessions until the deadline: open a bidirectional
+stream, write a Hello, time until the first reply arrives (the latency sample), answer every command
+with an ok result, write heartbeats at a fixed rate, and close its side after a randomised session length.
+The server's side must then end the stream with OK: only then are that session's heartbeats counted as
+accepted, because the server has read (and, for bench-manager, validated and applied) every one of them
+before it can end the stream. A session that ends in an error counts its heartbeats as unconfirmed.
+
+The target (bench-manager or the echo baseline) is a small strategy object, so both are driven by
+exactly the same code, rates and session pattern.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import grpc
+from grpc import aio
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from common.auth import bearer
+from protos.bench.v1 import agent_pb2, agent_pb2_grpc, types_pb2
+
+AGENTS_PER_CHANNEL = 50
+REGISTER_CONCURRENCY = 64
+RPC_TIMEOUT_S = 30.0
+MAX_CONSECUTIVE_FAILURES = 5
+AGENT_VERSION = "heartbeat-bench"
+# Every channel gets its own TCP connection; grpc would otherwise share one subchannel per target.
+CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
+CAPACITY = types_pb2.Capacity(cores=4, memory_bytes=16 * 1024**3, scratch_total_bytes=100 * 1024**3,
+                              scratch_free_bytes=90 * 1024**3, load1=0.5)
+
+
+class SessionFailed(Exception):
+    """A session ended without the server's OK; its heartbeats are not counted as accepted."""
+
+
+class Target(Protocol):
+    """What differs between bench-manager and the echo baseline."""
+
+    name: str
+
+    async def register(self, channel: aio.Channel, index: int) -> str: ...
+
+    def open_stream(self, channel: aio.Channel) -> Any: ...
+
+    def answer(self, reply: Any) -> agent_pb2.AgentEvent | None: ...
+
+
+def node_id(index: int) -> str:
+    return f"hb-bench-{index:04d}"
+
+
+class ManagerTarget:
+    """bench-manager's ManagerService: Register, then Connect; every command is acknowledged ok."""
+
+    name = "bench-manager"
+
+    def __init__(self, agent_token: str) -> None:
+        self._metadata = bearer(agent_token)
+
+    async def register(self, channel: aio.Channel, index: int) -> str:
+        stub = agent_pb2_grpc.ManagerServiceStub(channel)
+        info = agent_pb2.NodeInfo(node_id=node_id(index), hostname=node_id(index), ip="127.0.0.1",
+                                  agent_version=AGENT_VERSION, capacity=CAPACITY, role="member")
+        registration = await stub.Register(info, metadata=self._metadata, timeout=RPC_TIMEOUT_S)
+        return str(registration.member_id)
+
+    def open_stream(self, channel: aio.Channel) -> Any:
+        return agent_pb2_grpc.ManagerServiceStub(channel).Connect(metadata=self._metadata)
+
+    def answer(self, reply: Any) -> agent_pb2.AgentEvent | None:
+        return agent_pb2.AgentEvent(result=agent_pb2.CommandResult(command_id=reply.command_id, ok=True))
+
+
+class EchoTarget:
+    """The baseline: a stream that returns every message; nothing to register, nothing to answer."""
+
+    name = "grpc.aio echo"
+
+    def __init__(self, full_method: str, agent_token: str) -> None:
+        self._method = full_method
+        self._metadata = bearer(agent_token)  # same request size as the manager's calls; not checked
+
+    async def register(self, channel: aio.Channel, index: int) -> str:
+        return node_id(index)
+
+    def open_stream(self, channel: aio.Channel) -> Any:
+        call = channel.stream_stream(self._method, request_serializer=agent_pb2.AgentEvent.SerializeToString,
+                                     response_deserializer=agent_pb2.AgentEvent.FromString)
+        return call(metadata=self._metadata)
+
+    def answer(self, reply: Any) -> agent_pb2.AgentEvent | None:
+        return None
+
+
+@dataclass
+class LoadStats:
+    latencies_s: list[float] = field(default_factory=list)
+    heartbeats_accepted: int = 0
+    heartbeats_unconfirmed: int = 0
+    replies: int = 0
+    sessions_ok: int = 0
+    sessions_failed: int = 0
+    agents_gave_up: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+def heartbeat() -> agent_pb2.AgentEvent:
+    return agent_pb2.AgentEvent(heartbeat=agent_pb2.Heartbeat(capacity=CAPACITY, agent_version=AGENT_VERSION,
+                                                              sent_at_unix=time.time()))
+
+
+class _Session:
+    """One stream of one simulated agent."""
+
+    def __init__(self, target: Target, channel: aio.Channel, member_id: str, stats: LoadStats) -> None:
+        self._target = target
+        self._call = target.open_stream(channel)
+        self._member_id = member_id
+        self._stats = stats
+        self._write_lock = asyncio.Lock()  # grpc.aio allows one write in flight per call
+        self._closing = False
+        self.heartbeats_written = 0
+
+    async def _write(self, event: agent_pb2.AgentEvent) -> None:
+        async with self._write_lock:
+            await self._call.write(event)
+
+    async def _read_replies(self) -> None:
+        while True:
+            reply = await self._call.read()
+            if reply is aio.EOF:
+                return
+            self._stats.replies += 1
+            answer = self._target.answer(reply)
+            if answer is not None and not self._closing:
+                await self._write(answer)
+
+    async def run(self, end_at: float, interval_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            started = time.perf_counter()
+            await self._write(agent_pb2.AgentEvent(hello=agent_pb2.Hello(member_id=self._member_id)))
+            first = await asyncio.wait_for(self._call.read(), RPC_TIMEOUT_S)
+            if first is aio.EOF:
+                raise SessionFailed("stream ended before the first reply")
+            self._stats.latencies_s.append(time.perf_counter() - started)
+            self._stats.replies += 1
+            if (answer := self._target.answer(first)) is not None:
+                await self._write(answer)
+            reader = asyncio.create_task(self._read_replies())
+            try:
+                next_at = loop.time()
+                while next_at < end_at and not reader.done():
+                    await asyncio.sleep(max(0.0, next_at - loop.time()))
+                    await self._write(heartbeat())
+                    self.heartbeats_written += 1
+                    # Behind schedule (an overloaded server or client) means fewer beats, never a burst.
+                    next_at = max(next_at + interval_s, loop.time())
+                self._closing = True
+                async with self._write_lock:
+                    await self._call.done_writing()
+                await asyncio.wait_for(asyncio.shield(reader), RPC_TIMEOUT_S)
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
+            code = await asyncio.wait_for(self._call.code(), RPC_TIMEOUT_S)
+            if code != grpc.StatusCode.OK:
+                details = await self._call.details()
+                raise SessionFailed(f"{code.name}: {details}")
+        except (aio.AioRpcError, TimeoutError, SessionFailed, aio.UsageError) as exc:
+            self._call.cancel()
+            self._stats.sessions_failed += 1
+            self._stats.heartbeats_unconfirmed += self.heartbeats_written
+            self._stats.errors[_error_key(exc)] += 1
+            raise SessionFailed(str(exc)) from exc
+        self._stats.sessions_ok += 1
+        self._stats.heartbeats_accepted += self.heartbeats_written
+
+
+def _error_key(exc: BaseException) -> str:
+    if isinstance(exc, aio.AioRpcError):
+        return f"{exc.code().name}: {(exc.details() or '')[:80]}"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {RPC_TIMEOUT_S:.0f}s"
+    return str(exc)[:100]
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    agents: int
+    interval_s: float
+    seconds: float
+    session_s: float
+    seed: int = 1
+
+
+class LoadGenerator:
+    """Simulated agents against one server address; use as an async context manager (owns the channels)."""
+
+    def __init__(self, target: Target, address: str, settings: LoadSettings) -> None:
+        self.target = target
+        self.settings = settings
+        self.stats = LoadStats()
+        self.member_ids: dict[int, str] = {}
+        channel_count = math.ceil(settings.agents / AGENTS_PER_CHANNEL)
+        self._channels = [aio.insecure_channel(address, options=CHANNEL_OPTIONS) for _ in range(channel_count)]
+
+    async def __aenter__(self) -> LoadGenerator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.gather(*(channel.close(grace=None) for channel in self._channels), return_exceptions=True)
+
+    def _channel(self, index: int) -> aio.Channel:
+        return self._channels[index // AGENTS_PER_CHANNEL]
+
+    async def register_all(self) -> None:
+        """Register every agent (not timed); raises if any registration fails."""
+        gate = asyncio.Semaphore(REGISTER_CONCURRENCY)
+
+        async def one(index: int) -> None:
+            async with gate:
+                self.member_ids[index] = await self.target.register(self._channel(index), index)
+
+        await asyncio.gather(*(one(i) for i in range(self.settings.agents)))
+
+    async def drive(self) -> float:
+        """Run every agent's sessions until the deadline and until each has closed; returns the seconds taken."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self.settings.seconds
+        rng = random.Random(self.settings.seed)
+        # Phases spread over one interval, session lengths over 0.5-1.5x: reconnects and beats stay staggered.
+        offsets = [rng.uniform(0, self.settings.interval_s) for _ in self.member_ids]
+        await asyncio.gather(*(self._agent(index, member_id, started + offset, deadline, random.Random(rng.random()))
+                               for (index, member_id), offset in zip(self.member_ids.items(), offsets, strict=True)))
+        return loop.time() - started
+
+    async def _agent(self, index: int, member_id: str, start_at: float, deadline: float,
+                     rng: random.Random) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, start_at - loop.time()))
+        retrying = AsyncRetrying(wait=wait_exponential_jitter(initial=0.1, max=2.0),
+                                 stop=stop_after_attempt(MAX_CONSECUTIVE_FAILURES),
+                                 retry=retry_if_exception_type(SessionFailed), reraise=True)
+        shortest_s = 0.5 * self.settings.session_s
+        while deadline - loop.time() > self.settings.interval_s:
+            end_at = loop.time() + self.settings.session_s * rng.uniform(0.5, 1.5)
+            if deadline - end_at < shortest_s:  # no stub sessions squeezed in just before the deadline
+                end_at = deadline
+            try:
+                await retrying(self._one_session, index, member_id, end_at)
+            except SessionFailed:
+                self.stats.agents_gave_up += 1
+                return
+
+    async def _one_session(self, index: int, member_id: str, end_at: float) -> None:
+        await _Session(self.target, self._channel(index), member_id, self.stats).run(end_at, self.settings.interval_s)

@@ -1,0 +1,297 @@
+"""Heartbeat load on a real bench-manager, next to a minimal grpc.aio echo server measured in the same run.
+
+    .venv/bin/python benchmarks/heartbeats.py                     # 100 agents, a beat every 0.1 s each, 20 s
+    .venv/bin/python benchmarks/heartbeats.py --agents 1000 --seconds 30 --json out.json
+
+What runs: a `bench-manager` subprocess (loopback port, temp dir with its own SQLite file and tokens,
+`--no-sge --provider none`, LOST detection pushed to an hour) and N simulated agents in this one asyncio
+process (grpc.aio, one TCP connection per 50 agents, see `heartbeat_load.py`). Each agent registers,
+then keeps opening `Connect` sessions: Hello, heartbeats at `--interval`, close after about
+`--session-seconds`, reconnect. Afterwards the same agents, rates and session pattern are pointed at
+`echo_server.py`, a grpc.aio server whose one bidirectional stream returns every message. Both are
+measured by the same code, one after the other, on the same machine; the ratio is the figure.
+
+Figures, for each server:
+- heartbeats/s handled: heartbeats written on sessions the server then ended with OK, divided by the
+  time from the first session to the last one closed. A server ends a stream only after reading every
+  message written before the client's half-close, and bench-manager rejects a bad heartbeat by aborting
+  the stream, so a session ending OK means all its heartbeats were read, validated and applied. For the
+  manager, ListMembers is also checked at the end: every agent's `last_heartbeat` must lie inside the run.
+- command round trip p50/p99: the time from writing a session's Hello to the first reply arriving. For
+  bench-manager that reply is a command: every session starts with the manager sending `SyncMounts`
+  (look up the member, attach the session, read the stored mounts, queue the command, stream it out), and
+  the simulated agent acknowledges it at once. This is the one command the manager sends by itself, so
+  it is measured from outside without adding anything to the manager (`Ping` is only sent from inside
+  the manager; mount fan-out would time N agents' answers as one figure). The acknowledgement's arrival
+  at the manager is not observable from outside and is not in the figure; the command's way out is.
+  For the echo server the reply is the Hello itself coming back on a fresh stream: the same "new stream,
+  first message, first answer" path with no work behind it. Samples: one per session, so reconnecting
+  sessions give many samples per agent while heartbeats keep both servers loaded.
+- server CPU%: the server process's user+system CPU time over the load window (psutil), 100% = one core.
+  The client's own CPU% is printed too: on a small machine the load generator shares the cores, which
+  is why only ratios measured in the same run mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as `python benchmarks/heartbeats.py`: make `benchmarks.*` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psutil
+from grpc import aio
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.bench_servers import RunningServer, ServerFailed, bench_manager, echo_server, temp_work_dir
+from benchmarks.echo_server import FULL_METHOD
+from benchmarks.heartbeat_load import EchoTarget, LoadGenerator, LoadSettings, ManagerTarget, Target
+from common.auth import bearer
+from protos.bench.v1 import cluster_pb2, cluster_pb2_grpc
+
+MAX_AGENTS = 5000
+MAX_SECONDS = 600.0
+
+
+@dataclass
+class Figures:
+    server: str
+    agents: int
+    window_s: float
+    heartbeats_accepted: int
+    heartbeats_unconfirmed: int
+    heartbeats_per_s: float
+    latency_samples: int
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    server_cpu_percent: float
+    client_cpu_percent: float
+    server_cpu_ms_per_1k_heartbeats: float | None
+    sessions_ok: int
+    sessions_failed: int
+    agents_gave_up: int
+    errors: dict[str, int] = field(default_factory=dict)
+    members_heartbeat_seen: int | None = None  # bench-manager only: ListMembers check
+
+    def problems(self) -> list[str]:
+        found: list[str] = []
+        if self.heartbeats_accepted == 0:
+            found.append(f"{self.server}: no heartbeat was accepted")
+        if self.latency_samples == 0:
+            found.append(f"{self.server}: no command round trip completed")
+        if self.sessions_failed:
+            found.append(f"{self.server}: {self.sessions_failed} session(s) failed: {self.errors}")
+        if self.agents_gave_up:
+            found.append(f"{self.server}: {self.agents_gave_up} agent(s) gave up after repeated failures")
+        if self.members_heartbeat_seen is not None and self.members_heartbeat_seen != self.agents:
+            found.append(f"{self.server}: ListMembers shows a heartbeat from this run for only "
+                         f"{self.members_heartbeat_seen} of {self.agents} agents")
+        return found
+
+
+class CpuMeter:
+    """CPU time of one process between start() and stop(), as percent of one core."""
+
+    def __init__(self, pid: int) -> None:
+        self._process = psutil.Process(pid)
+        self._cpu0 = 0.0
+        self._wall0 = 0.0
+
+    def _cpu(self) -> float:
+        times = self._process.cpu_times()
+        return float(times.user + times.system)
+
+    def start(self) -> None:
+        self._cpu0, self._wall0 = self._cpu(), time.monotonic()
+
+    def stop(self) -> tuple[float, float]:
+        """(CPU seconds used, percent of one core)."""
+        used, wall = self._cpu() - self._cpu0, time.monotonic() - self._wall0
+        return used, 100.0 * used / wall if wall > 0 else 0.0
+
+
+def percentile_ms(samples: list[float], q: int) -> float | None:
+    if not samples:
+        return None
+    if len(samples) == 1:
+        return samples[0] * 1000
+    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1] * 1000
+
+
+async def members_with_fresh_heartbeat(server: RunningServer, member_ids: set[str], since_unix: float) -> int:
+    """How many of our members the manager reports with a last heartbeat at or after `since_unix`."""
+    async with aio.insecure_channel(server.address) as channel:
+        reply = await cluster_pb2_grpc.ClusterServiceStub(channel).ListMembers(
+            cluster_pb2.ListMembersRequest(), metadata=bearer(server.user_token), timeout=30)
+    return sum(1 for m in reply.members if m.member_id in member_ids and m.last_heartbeat_unix >= since_unix)
+
+
+async def measure(target: Target, server: RunningServer, settings: LoadSettings, check_members: bool) -> Figures:
+    async with LoadGenerator(target, server.address, settings) as load:
+        await load.register_all()
+        server_cpu, client_cpu = CpuMeter(server.pid), CpuMeter(psutil.Process().pid)
+        since_unix = time.time()
+        server_cpu.start()
+        client_cpu.start()
+        window_s = await load.drive()
+        cpu_s, server_pct = server_cpu.stop()
+        _, client_pct = client_cpu.stop()
+        seen = (await members_with_fresh_heartbeat(server, set(load.member_ids.values()), since_unix)
+                if check_members else None)
+    stats = load.stats
+    accepted = stats.heartbeats_accepted
+    return Figures(
+        server=target.name, agents=settings.agents, window_s=window_s, heartbeats_accepted=accepted,
+        heartbeats_unconfirmed=stats.heartbeats_unconfirmed, heartbeats_per_s=accepted / window_s,
+        latency_samples=len(stats.latencies_s), latency_p50_ms=percentile_ms(stats.latencies_s, 50),
+        latency_p99_ms=percentile_ms(stats.latencies_s, 99), server_cpu_percent=server_pct,
+        client_cpu_percent=client_pct,
+        server_cpu_ms_per_1k_heartbeats=cpu_s * 1e6 / accepted if accepted else None,
+        sessions_ok=stats.sessions_ok, sessions_failed=stats.sessions_failed, agents_gave_up=stats.agents_gave_up,
+        errors=dict(stats.errors), members_heartbeat_seen=seen)
+
+
+async def run(settings: LoadSettings, keep_dir: Path | None) -> tuple[Figures, Figures]:
+    with temp_work_dir(keep_dir) as work:
+        manager_dir, echo_dir = Path(work) / "manager", Path(work) / "echo"
+        manager_dir.mkdir(exist_ok=True)
+        echo_dir.mkdir(exist_ok=True)
+        async with bench_manager(manager_dir, settings.interval_s) as server:
+            manager = await measure(ManagerTarget(server.agent_token), server, settings, check_members=True)
+        async with echo_server(echo_dir) as server:
+            echo = await measure(EchoTarget(FULL_METHOD, "x" * 43), server, settings, check_members=False)
+    return manager, echo
+
+
+# report ---------------------------------------------------------------------------------------------
+def _num(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def ratios(manager: Figures, echo: Figures) -> dict[str, float | None]:
+    return {
+        "heartbeats_per_s": _ratio(manager.heartbeats_per_s, echo.heartbeats_per_s),
+        "latency_p50_ms": _ratio(manager.latency_p50_ms, echo.latency_p50_ms),
+        "latency_p99_ms": _ratio(manager.latency_p99_ms, echo.latency_p99_ms),
+        "server_cpu_percent": _ratio(manager.server_cpu_percent, echo.server_cpu_percent),
+        "server_cpu_ms_per_1k_heartbeats": _ratio(manager.server_cpu_ms_per_1k_heartbeats,
+                                                  echo.server_cpu_ms_per_1k_heartbeats),
+    }
+
+
+def print_report(console: Console, settings: LoadSettings, manager: Figures, echo: Figures) -> None:
+    offered = settings.agents / settings.interval_s
+    details = Table(title=f"Heartbeat load: {settings.agents} agents, a beat every {settings.interval_s:g} s each "
+                          f"(offered {offered:,.0f}/s), {settings.seconds:g} s, sessions ~{settings.session_s:g} s")
+    details.add_column("")
+    for figures in (manager, echo):
+        details.add_column(figures.server, justify="right")
+    rows: list[tuple[str, str, str]] = [
+        ("load window (s)", _num(manager.window_s, 2), _num(echo.window_s, 2)),
+        ("heartbeats accepted", f"{manager.heartbeats_accepted:,}", f"{echo.heartbeats_accepted:,}"),
+        ("heartbeats unconfirmed", f"{manager.heartbeats_unconfirmed:,}", f"{echo.heartbeats_unconfirmed:,}"),
+        ("sessions ok / failed", f"{manager.sessions_ok:,} / {manager.sessions_failed}",
+         f"{echo.sessions_ok:,} / {echo.sessions_failed}"),
+        ("round-trip samples", f"{manager.latency_samples:,}", f"{echo.latency_samples:,}"),
+        ("client (load generator) CPU %", _num(manager.client_cpu_percent), _num(echo.client_cpu_percent)),
+        ("members with a heartbeat this run", f"{manager.members_heartbeat_seen}/{manager.agents}", "-"),
+    ]
+    for row in rows:
+        details.add_row(*row)
+    console.print(details)
+
+    r = ratios(manager, echo)
+    summary = Table(title="Figures (ratio = bench-manager / echo, same run)")
+    summary.add_column("figure")
+    summary.add_column("bench-manager", justify="right")
+    summary.add_column("echo", justify="right")
+    summary.add_column("ratio", justify="right")
+    summary.add_row("heartbeats/s handled", _num(manager.heartbeats_per_s), _num(echo.heartbeats_per_s),
+                    _num(r["heartbeats_per_s"], 2))
+    summary.add_row("command round trip p50 (ms)", _num(manager.latency_p50_ms, 2), _num(echo.latency_p50_ms, 2),
+                    _num(r["latency_p50_ms"], 2))
+    summary.add_row("command round trip p99 (ms)", _num(manager.latency_p99_ms, 2), _num(echo.latency_p99_ms, 2),
+                    _num(r["latency_p99_ms"], 2))
+    summary.add_row("server CPU %", _num(manager.server_cpu_percent), _num(echo.server_cpu_percent),
+                    _num(r["server_cpu_percent"], 2))
+    summary.add_row("server CPU ms per 1000 heartbeats", _num(manager.server_cpu_ms_per_1k_heartbeats, 2),
+                    _num(echo.server_cpu_ms_per_1k_heartbeats, 2), _num(r["server_cpu_ms_per_1k_heartbeats"], 2))
+    console.print(summary)
+
+
+def _bounded(kind: type, low: float, high: float) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {text}")
+        return value
+    return parse
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="heartbeats.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", type=_bounded(int, 1, MAX_AGENTS), default=100,
+                        help="simulated agents (default 100)")
+    parser.add_argument("--seconds", type=_bounded(float, 1, MAX_SECONDS), default=20.0,
+                        help="load duration per server (default 20)")
+    parser.add_argument("--interval", type=_bounded(float, 0.01, 60), default=0.1,
+                        help="seconds between one agent's heartbeats (default 0.1)")
+    parser.add_argument("--session-seconds", type=_bounded(float, 0.2, MAX_SECONDS), default=3.0,
+                        help="mean session length before an agent reconnects (default 3)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the phase and session-length jitter")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--keep-dir", type=Path, help="run in this directory and keep the server logs")
+    return parser.parse_args(argv)
+
+
+async def _main(args: argparse.Namespace, console: Console) -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    settings = LoadSettings(agents=args.agents, interval_s=args.interval, seconds=args.seconds,
+                            session_s=args.session_seconds, seed=args.seed)
+    try:
+        manager, echo = await run(settings, args.keep_dir)
+    except ServerFailed as exc:
+        console.print(f"[red]heartbeats.py: {exc}[/red]")
+        return 2
+    print_report(console, settings, manager, echo)
+    if args.json:
+        args.json.write_text(json.dumps({"settings": asdict(settings), "bench_manager": asdict(manager),
+                                         "echo": asdict(echo), "ratios": ratios(manager, echo)}, indent=2))
+    problems = manager.problems() + echo.problems()
+    for problem in problems:
+        console.print(f"[red]problem: {problem}[/red]")
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    try:
+        return asyncio.run(_main(args, console))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        console.print("heartbeats.py: interrupted; servers stopped")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
