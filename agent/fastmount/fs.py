@@ -22,6 +22,7 @@ from agent.fastmount.metadata import (
     CacheConfig,
     InodeTable,
     Listing,
+    ListingCache,
     NegativeCache,
     read_listing,
     to_entry,
@@ -73,7 +74,7 @@ class FastMountFS(pyfuse3.Operations):
         self._speed = SourceSpeed()
         self._inodes = InodeTable(self._source)
         self._missing = NegativeCache(self._cache)
-        self._listings: dict[int, Listing] = {}
+        self._listings = ListingCache(self._cache)
         self._open_dirs: dict[int, tuple[int, Listing]] = {}
         self._open_files: dict[int, tuple[int, PrefetchingReader]] = {}
         self._next_fh = 1
@@ -154,11 +155,11 @@ class FastMountFS(pyfuse3.Operations):
     async def opendir(self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext) -> pyfuse3.FileHandleT:
         path = self._inodes.path(inode)
         now = time.monotonic()
-        listing = self._listings.get(inode)
-        if listing is None or listing.expires <= now or os.stat(path).st_mtime_ns != listing.dir_mtime_ns:
+        listing = self._listings.get(path, now, os.stat(path).st_mtime_ns)
+        if listing is None:
             # A big directory takes a while to scan: keep the loop serving other requests meanwhile.
             listing = await trio.to_thread.run_sync(read_listing, path, now, self._cache)
-            self._listings[inode] = listing
+            self._listings.put(path, listing)
         fh = self._new_fh()
         self._open_dirs[fh] = (inode, listing)
         return pyfuse3.FileHandleT(fh)
@@ -167,13 +168,12 @@ class FastMountFS(pyfuse3.Operations):
         inode, listing = self._open_dirs[fh]
         path = self._inodes.path(inode)
         entries = listing.entries
+        join = os.path.join
         for index in range(start_id, len(entries)):
-            name, st = entries[index]
+            name, st, entry = entries[index]
             # readdirplus hands the kernel an inode for each entry, which counts as a lookup, but only if
             # the entry fits in this reply: undo the count for the one that did not fit.
-            entry = to_entry(st, 0, self._cache)
-            child = os.path.join(path, name)
-            entry.st_ino = pyfuse3.InodeT(self._inodes.remember(child, st))
+            entry.st_ino = pyfuse3.InodeT(self._inodes.remember(join(path, name), st))
             if not pyfuse3.readdir_reply(token, pyfuse3.FileNameT(name), entry, index + 1):
                 self._inodes.forget(entry.st_ino, 1)
                 break
@@ -222,9 +222,6 @@ class FastMountFS(pyfuse3.Operations):
             fd, reader = opened
             reader.close()
             os.close(fd)
-
-    async def flush(self, fh: pyfuse3.FileHandleT) -> None:
-        return None
 
     async def fsync(self, fh: pyfuse3.FileHandleT, datasync: bool) -> None:
         return None

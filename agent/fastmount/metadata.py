@@ -21,6 +21,7 @@ class CacheConfig:
     negative_timeout: float = 10.0
     negative_entries: int = 65536
     listing_timeout: float = 60.0
+    listings_kept: int = 32  # directories whose listing stays cached (a 100k-entry one is ~40 MB)
 
 
 def to_entry(st: os.stat_result, inode: int, config: CacheConfig) -> pyfuse3.EntryAttributes:
@@ -119,9 +120,10 @@ class NegativeCache:
 
 @dataclass
 class Listing:
-    """A directory read once with scandir: names with their lstat results, reused until it expires."""
+    """A directory read once with scandir, each entry with its lstat result and ready-made attributes
+    (only the inode number is filled in when an entry is handed to the kernel), reused until it expires."""
 
-    entries: list[tuple[bytes, os.stat_result]]
+    entries: list[tuple[bytes, os.stat_result, pyfuse3.EntryAttributes]]
     dir_mtime_ns: int
     expires: float
 
@@ -129,11 +131,33 @@ class Listing:
 def read_listing(path: bytes, now: float, config: CacheConfig) -> Listing:
     """List a directory, statting each entry exactly once. Runs in a worker thread."""
     dir_mtime = os.stat(path).st_mtime_ns
-    entries: list[tuple[bytes, os.stat_result]] = []
+    entries: list[tuple[bytes, os.stat_result, pyfuse3.EntryAttributes]] = []
     with os.scandir(path) as it:
         for item in it:
             try:
-                entries.append((item.name, item.stat(follow_symlinks=False)))
+                st = item.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue  # removed from the source while we listed it
+            entries.append((item.name, st, to_entry(st, 0, config)))
     return Listing(entries, dir_mtime, now + config.listing_timeout)
+
+
+class ListingCache:
+    """Recent directory listings by source path (the kernel's inode numbers change after it forgets them)."""
+
+    def __init__(self, config: CacheConfig) -> None:
+        self._config = config
+        self._listings: OrderedDict[bytes, Listing] = OrderedDict()
+
+    def get(self, path: bytes, now: float, dir_mtime_ns: int) -> Listing | None:
+        listing = self._listings.get(path)
+        if listing is None or listing.expires <= now or listing.dir_mtime_ns != dir_mtime_ns:
+            return None
+        self._listings.move_to_end(path)
+        return listing
+
+    def put(self, path: bytes, listing: Listing) -> None:
+        self._listings[path] = listing
+        self._listings.move_to_end(path)
+        while len(self._listings) > self._config.listings_kept:
+            self._listings.popitem(last=False)
