@@ -162,24 +162,28 @@ def qmaster_answers(install: SgeInstall) -> bool:
         return False
 
 
-def start_qmaster(install: SgeInstall, timeout_s: float = 60.0) -> int:
+def start_qmaster(install: SgeInstall, timeout_s: float = 60.0, attempts: int = 3) -> int:
     """Start sge_qmaster (it daemonises itself into its own session and writes its pid file) and
-    wait until it answers. Already running → return its pid."""
-    pid = qmaster_pid(install)
-    if pid is None:
-        proc = subprocess.run([str(install.bin_dir / "sge_qmaster")], env=install.env(), capture_output=True,
-                              text=True, timeout=timeout_s, check=False)
-        if proc.returncode != 0:
-            raise SgeSetupError(f"sge_qmaster did not start: {(proc.stderr or proc.stdout).strip()}")
-    deadline = time.monotonic() + timeout_s
-    delay = 0.2
-    while time.monotonic() < deadline:
-        pid = qmaster_pid(install)
-        if pid is not None and qmaster_answers(install):
-            return pid
-        time.sleep(delay)
-        delay = min(delay * 2, 2.0)
-    raise SgeSetupError(f"sge_qmaster did not answer within {timeout_s:.0f} s; "
+    wait until it answers. Already running → return its pid. sge_qmaster's launcher exits 0 even when
+    the daemon then gives up (e.g. right after a previous qmaster released its port), so a launch
+    that shows no live qmaster is retried, with backoff, a bounded number of times."""
+    per_attempt_s = timeout_s / attempts
+    for attempt in range(1, attempts + 1):
+        if qmaster_pid(install) is None:
+            proc = subprocess.run([str(install.bin_dir / "sge_qmaster")], env=install.env(), capture_output=True,
+                                  text=True, timeout=per_attempt_s, check=False)
+            if proc.returncode != 0:
+                raise SgeSetupError(f"sge_qmaster did not start: {(proc.stderr or proc.stdout).strip()}")
+        deadline = time.monotonic() + per_attempt_s
+        delay = 0.2
+        while time.monotonic() < deadline:
+            pid = qmaster_pid(install)
+            if pid is not None and qmaster_answers(install):
+                return pid
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        time.sleep(attempt)
+    raise SgeSetupError(f"sge_qmaster did not answer within {timeout_s:.0f} s ({attempts} launches); "
                         "see /var/spool/gridengine/qmaster/messages")
 
 

@@ -81,11 +81,14 @@ class SgeClient:
         return parse.parse_complex_values(out) if code == 0 else {}
 
     async def hosts(self) -> list[SgeHost]:
-        (_, qhost_xml, _), (_, queues_xml, _) = await asyncio.gather(
+        (_, qhost_xml, _), (code, queues_xml, err) = await asyncio.gather(
             self._run("qhost", "-xml", "-F", "static_cores,static_mem"),
-            self._run("qstat", "-f", "-u", "*", "-xml", "-q", QUEUE))
+            self._run("qstat", "-f", "-u", "*", "-xml", "-q", QUEUE, check=False))
+        if code != 0 and (queues_xml.strip() or err.strip()):
+            raise SgeError(f"qstat -f failed with exit status {code}", err or queues_xml)
+        # exit 1 with no output at all: the queue has no instances yet (no exec hosts)
+        instances = {qi.host: qi for qi in parse.parse_queue_instances(queues_xml)} if code == 0 else {}
         entries = parse.parse_qhost(qhost_xml)
-        instances = {qi.host: qi for qi in parse.parse_queue_instances(queues_xml)}
         limit = asyncio.Semaphore(MAX_PARALLEL_QCONF)
 
         async def configured(name: str) -> dict[str, str]:
