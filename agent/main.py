@@ -9,6 +9,7 @@ import sys
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from agent import scratch
 from agent.commands import CommandHandler
 from agent.config import AgentConfig, ConfigError, add_arguments, config_from_args
 from agent.mounts import MountManager
@@ -30,6 +31,11 @@ async def run(config: AgentConfig) -> int:
         return 2
     stop = asyncio.Event()
     install_stop_signals(stop)
+    try:
+        scratch.prepare(config.scratch_dir)
+    except (scratch.ScratchError, OSError) as exc:
+        log.warning("scratch area not usable; drains will refuse to wipe it", path=str(config.scratch_dir),
+                    error=str(exc))
     mounts = MountManager(config.state_dir / "mounts", data_root=config.data_root)
     await mounts.start()  # restores the mounts this node had before a restart
     handler = CommandHandler(mounts, config.state_dir, config.scratch_dir, stop.set)

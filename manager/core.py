@@ -31,6 +31,7 @@ from protos.bench.v1 import cluster_pb2
 log = get_logger("manager")
 
 VERSION = "0.1.0"
+SPOT_RESCHEDULE_MARGIN_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,10 @@ class ClusterManager:
             return
         if not can_take(member.state, MemberEvent.SPOT_NOTICE):
             return
+        # Jobs still running SPOT_RESCHEDULE_MARGIN_S before the cloud takes the node cannot be
+        # trusted to finish: they are rescheduled then, so they restart elsewhere instead of dying.
+        reschedule_at = max(self.clock(), deadline_unix - SPOT_RESCHEDULE_MARGIN_S)
         self.registry.transition(member_id, MemberEvent.SPOT_NOTICE, "spot-notice",
                                  f"cloud will {action or 'terminate'} the node at {deadline_unix:.0f}",
-                                 drain={"step": "start", "deadline": deadline_unix, "progress": "spot notice",
+                                 drain={"step": "start", "deadline": reschedule_at, "progress": "spot notice",
                                         "spot": True})

@@ -101,8 +101,8 @@ class ControlPlane:
                                "--db", str(self.root / "state.db"), "--agent-token-file", str(self.agent_token),
                                "--user-token-file", str(self.user_token), "--no-sge",
                                "--data-root", str(self.data_root), "--lost-after", str(self.lost_after_s),
-                               "--heartbeat-interval", str(self.heartbeat_s), "--log-format", "json",
-                               *self.extra_manager_args],
+                               "--heartbeat-interval", str(self.heartbeat_s), "--interval", "0.5",
+                               "--log-format", "json", *self.extra_manager_args],
                               self.root / "manager.log").start()
         return self.manager
 
