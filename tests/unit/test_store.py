@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from manager.events import EventBus
+from manager.lifecycle import MemberEvent, MemberState
+from manager.model import Capacity
+from manager.registry import MemberRegistry, NodeRegistration, RegistrationRefused
+from manager.store import SCHEMA_VERSION, Store, StoreError
+
+
+def node(node_id: str = "m1") -> NodeRegistration:
+    return NodeRegistration(node_id, node_id, "10.0.0.1", "1.0", Capacity(cores=4, memory_bytes=8 << 30), "member")
+
+
+def test_file_is_wal_and_versioned(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    mode = sqlite3.connect(tmp_path / "state.db").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal" and store.get_meta("schema_version") == str(SCHEMA_VERSION)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    Store(tmp_path / "state.db").set_meta("schema_version", str(SCHEMA_VERSION + 1))
+    with pytest.raises(StoreError, match="newer than this manager"):
+        Store(tmp_path / "state.db")
+
+
+def test_transitions_survive_a_reopen_with_their_story(tmp_path: Path) -> None:
+    clock = iter(range(100, 200)).__next__
+    store = Store(tmp_path / "state.db")
+    registry = MemberRegistry(store, EventBus(), clock=lambda: float(clock()))
+    registry.register(node())
+    registry.transition("m1", MemberEvent.SGE_READY, "sge-observed", "in qhost")
+    store.close()
+    reopened = MemberRegistry(Store(tmp_path / "state.db"), EventBus())
+    member = reopened.get("m1")
+    assert member is not None and member.state == MemberState.READY and member.capacity.cores == 4
+    story = [(t.from_state, t.to_state, t.stimulus) for t in reopened.history("m1")]
+    assert story == [("NEW", "JOINING", "agent:m1"), ("JOINING", "READY", "sge-observed")]
+
+
+def test_reregistration_keeps_identity_and_state(tmp_path: Path) -> None:
+    registry = MemberRegistry(Store(tmp_path / "s.db"), EventBus())
+    first = registry.register(node())
+    registry.transition("m1", MemberEvent.SGE_READY, "x", "y")
+    again = registry.register(node())
+    assert again.state == MemberState.READY and again.joined_at == first.joined_at
+    assert len(registry.all()) == 1
+
+
+def test_removed_member_cannot_rejoin(tmp_path: Path) -> None:
+    registry = MemberRegistry(Store(tmp_path / "s.db"), EventBus())
+    registry.register(node())
+    for event in (MemberEvent.SGE_READY, MemberEvent.DRAIN_REQUESTED, MemberEvent.DRAIN_COMPLETED,
+                  MemberEvent.NODE_TERMINATED):
+        registry.transition("m1", event, "t", "t")
+    with pytest.raises(RegistrationRefused, match="cannot rejoin"):
+        registry.register(node())
+
+
+def test_silent_member_becomes_lost_after_the_limit(tmp_path: Path) -> None:
+    now = [1000.0]
+    registry = MemberRegistry(Store(tmp_path / "s.db"), EventBus(), clock=lambda: now[0])
+    registry.register(node())
+    registry.transition("m1", MemberEvent.SGE_READY, "x", "y")
+    now[0] += 9
+    assert registry.expire(lost_after_s=10, join_timeout_s=60) == []
+    now[0] += 2
+    lost = registry.expire(lost_after_s=10, join_timeout_s=60)
+    assert [m.state for m in lost] == [MemberState.LOST]
