@@ -29,7 +29,8 @@ Figures, for each server:
   sessions give many samples per agent while heartbeats keep both servers loaded.
 - server CPU%: the server process's user+system CPU time over the load window (psutil), 100% = one core.
   The client's own CPU% is printed too: on a small machine the load generator shares the cores, which
-  is why only ratios measured in the same run mean anything.
+  is why only ratios measured in the same run mean anything. So is the CPU every other process on the
+  machine used meanwhile: when that differs much between the two phases, so does the ratio's meaning.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class Figures:
     server_cpu_percent: float
     client_cpu_percent: float
     server_cpu_ms_per_1k_heartbeats: float | None
+    other_load_cores: float  # CPU the rest of the machine used meanwhile: a busy machine skews everything
     sessions_ok: int
     sessions_failed: int
     agents_gave_up: int
@@ -97,6 +99,26 @@ class Figures:
             found.append(f"{self.server}: ListMembers shows a heartbeat from this run for only "
                          f"{self.members_heartbeat_seen} of {self.agents} agents")
         return found
+
+
+class MachineCpuMeter:
+    """Busy CPU time of the whole machine between start() and stop(), in cores."""
+
+    def __init__(self) -> None:
+        self._busy0 = 0.0
+        self._wall0 = 0.0
+
+    @staticmethod
+    def _busy() -> float:
+        times = psutil.cpu_times()
+        return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+    def start(self) -> None:
+        self._busy0, self._wall0 = self._busy(), time.monotonic()
+
+    def stop(self) -> float:
+        wall = time.monotonic() - self._wall0
+        return (self._busy() - self._busy0) / wall if wall > 0 else 0.0
 
 
 class CpuMeter:
@@ -139,13 +161,14 @@ async def members_with_fresh_heartbeat(server: RunningServer, member_ids: set[st
 async def measure(target: Target, server: RunningServer, settings: LoadSettings, check_members: bool) -> Figures:
     async with LoadGenerator(target, server.address, settings) as load:
         await load.register_all()
-        server_cpu, client_cpu = CpuMeter(server.pid), CpuMeter(psutil.Process().pid)
+        server_cpu, client_cpu, machine_cpu = CpuMeter(server.pid), CpuMeter(psutil.Process().pid), MachineCpuMeter()
         since_unix = time.time()
-        server_cpu.start()
-        client_cpu.start()
+        for meter in (server_cpu, client_cpu, machine_cpu):
+            meter.start()
         window_s = await load.drive()
         cpu_s, server_pct = server_cpu.stop()
         _, client_pct = client_cpu.stop()
+        machine_cores = machine_cpu.stop()
         seen = (await members_with_fresh_heartbeat(server, set(load.member_ids.values()), since_unix)
                 if check_members else None)
     stats = load.stats
@@ -157,6 +180,7 @@ async def measure(target: Target, server: RunningServer, settings: LoadSettings,
         latency_p99_ms=percentile_ms(stats.latencies_s, 99), server_cpu_percent=server_pct,
         client_cpu_percent=client_pct,
         server_cpu_ms_per_1k_heartbeats=cpu_s * 1e6 / accepted if accepted else None,
+        other_load_cores=max(0.0, machine_cores - (server_pct + client_pct) / 100),
         sessions_ok=stats.sessions_ok, sessions_failed=stats.sessions_failed, agents_gave_up=stats.agents_gave_up,
         errors=dict(stats.errors), members_heartbeat_seen=seen)
 
@@ -208,6 +232,8 @@ def print_report(console: Console, settings: LoadSettings, manager: Figures, ech
          f"{echo.sessions_ok:,} / {echo.sessions_failed}"),
         ("round-trip samples", f"{manager.latency_samples:,}", f"{echo.latency_samples:,}"),
         ("client (load generator) CPU %", _num(manager.client_cpu_percent), _num(echo.client_cpu_percent)),
+        ("other processes' CPU meanwhile (cores of " + str(psutil.cpu_count()) + ")",
+         _num(manager.other_load_cores, 2), _num(echo.other_load_cores, 2)),
         ("members with a heartbeat this run", f"{manager.members_heartbeat_seen}/{manager.agents}", "-"),
     ]
     for row in rows:
