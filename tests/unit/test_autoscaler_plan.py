@@ -465,3 +465,26 @@ def test_plan_is_deterministic_and_reads_no_clock() -> None:
     # The decision depends on `now` only: the same snapshot 10 minutes earlier keeps m1 (too young).
     assert plan(Snapshot(members=(member("m1"),)), config(), OLD + 100).action == Action.NONE
     assert plan(Snapshot(members=(member("m1"),)), config(), OLD + 400).action == Action.SCALE_DOWN
+
+
+def test_planning_modules_import_no_io() -> None:
+    # DESIGN.md dependency rule: the planner is pure, so it must not even import I/O or clocks.
+    import ast
+    from pathlib import Path
+
+    import manager.autoscaler as package
+
+    forbidden = {"grpc", "sqlite3", "subprocess", "os", "time", "random", "asyncio", "socket", "pathlib",
+                 "shutil", "io", "structlog", "logging"}
+    for path in Path(package.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = (
+                [alias.name for alias in node.names] if isinstance(node, ast.Import)
+                else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            )
+            for name in names:
+                assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
+                assert not name.startswith(("manager.", "agent")) or name.startswith("manager.autoscaler"), (
+                    f"{path.name} imports {name}: the planner depends on nothing else of the manager"
+                )

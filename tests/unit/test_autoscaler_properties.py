@@ -260,6 +260,7 @@ def test_never_removes_a_young_or_busy_member(case: tuple[ScalerConfig, Snapshot
     config, snapshot = case
     decision = plan(snapshot, config, NOW)
     by_id = {m.member_id: m for m in snapshot.members}
+    dead = sum(1 for m in snapshot.members if m.state in DEAD_STATES)
     event(f"removes {sum(by_id[i].state in LIVE_STATES for i in decision.remove_ids)} live members")
     for member_id in decision.remove_ids:
         member = by_id[member_id]
@@ -268,6 +269,26 @@ def test_never_removes_a_young_or_busy_member(case: tuple[ScalerConfig, Snapshot
         assert member.state == "READY", member
         assert member.running_jobs == 0, member
         assert member.joined_at is not None and NOW - member.joined_at >= config.min_age_s, member
+        if config.mode == "dynamic" and counted(snapshot.members) - dead <= config.max_members:
+            # Not above a lowered max: only members idle for idle_s go.
+            assert member.idle_since is not None and NOW - member.idle_since >= config.idle_s, member
+
+
+@CASES
+@given(cases())
+def test_no_launch_while_braked(case: tuple[ScalerConfig, Snapshot]) -> None:
+    config, snapshot = case
+    history = snapshot.history
+    braked = (
+        history.consecutive_failures >= config.max_consecutive_failures
+        and history.last_failure_at is not None
+        and NOW - history.last_failure_at < config.brake_backoff_s
+    )
+    decision = plan(snapshot, config, NOW)
+    event(f"braked={braked} action={decision.action}")
+    if braked:
+        assert decision.add_count == 0
+        assert decision.action in (Action.BRAKE, Action.NONE, Action.SCALE_DOWN)
 
 
 @CASES
