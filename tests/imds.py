@@ -20,14 +20,14 @@ class MetadataServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+            def do_PUT(self) -> None:
                 server.requests.append(f"PUT {self.path}")
                 if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
                     self._reply(200, TOKEN)
                 else:
                     self._reply(400, "missing TTL header")
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server.requests.append(f"GET {self.path}")
                 if self.headers.get("X-aws-ec2-metadata-token") != TOKEN:
                     self._reply(401, "")
