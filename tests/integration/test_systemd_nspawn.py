@@ -1,0 +1,335 @@
+"""The units under a real systemd: a clean Debian root, install-node.sh, first boot, then the daemons.
+
+1. debootstrap a minimal Debian 12 root with systemd (cached under /var/cache/bench-tests);
+2. copy it and run packer/scripts/install-node.sh inside it (chroot) with the wheel built from this
+   checkout: the same install the Packer image gets (apt and pip downloads are cached, the install runs);
+3. boot it with systemd-nspawn (own network namespace: only its loopback) with user-data for the manager
+   role, so bench-first-boot enables bench-manager (provider none) and bench-agent (dialling 127.0.0.1);
+4. an enabled one-shot driver unit inside records `systemctl show`, checks the sandbox from outside the
+   services, freezes each daemon's main loop (BENCH_DEBUG_ALLOW_HANG=1, kill -USR2) and records the
+   watchdog restart, then powers the container off. The test reads the results from a bind mount.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require, require_root
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("BENCH_TEST_CACHE", "/var/cache/bench-tests"))
+BASE_ROOT = CACHE / "bookworm-systemd-base"
+MIRROR = os.environ.get("BENCH_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+DAEMONS = ("bench-manager", "bench-agent")
+HANG_WATCHDOG_S = 3  # the test drop-in shortens WatchdogSec so a hang is noticed quickly
+BOOT_TIMEOUT_S = 300
+
+USER_DATA = """#bench-cluster-userdata v1
+role = "manager"
+cluster_id = "nspawn"
+manager_address = "127.0.0.1:50051"
+cluster_token = "nspawn-agent-token-0123456789"
+cores = 2
+memory_bytes = 4294967296
+scratch_bytes = 1073741824
+
+[manager]
+provider = "none"
+sge = false
+"""
+
+# Test-only drop-in: the debug hang hook on, a short watchdog, and a quick restart.
+HANG_DROPIN = f"""[Service]
+Environment=BENCH_DEBUG_ALLOW_HANG=1
+WatchdogSec={HANG_WATCHDOG_S}
+RestartSec=1
+"""
+
+# Runs inside the agent's sandbox after start: root with CAP_DAC_OVERRIDE, yet / must be read-only.
+AGENT_PROBE_DROPIN = """[Service]
+ExecStartPost=/bin/sh -c 'if touch /etc/bench-sandbox-probe 2>/dev/null; then r=writable; else r=read-only; fi; \
+if touch /data/logs/.probe 2>/dev/null; then w=writable; else w=read-only; fi; \
+echo "etc=$r data_logs=$w" > /data/logs/agent-sandbox-probe'
+"""
+
+DRIVER_UNIT = """[Unit]
+Description=bench test driver: record the daemons' states, prove the watchdog, power off
+After=bench-first-boot.service multi-user.target
+Wants=bench-first-boot.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/bench-test-driver
+ExecStopPost=/bin/systemctl poweroff --no-block
+StandardOutput=append:/results/driver.log
+StandardError=append:/results/driver.log
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+DRIVER = r"""#!/bin/bash
+# Every wait is bounded; results go to /results (a bind mount the test reads after power-off).
+set -u
+R=/results
+show() { systemctl show -p ActiveState,SubState,MainPID,NRestarts,Result "$1" > "$R/$2"; }
+prop() { systemctl show -p "$2" --value "$1"; }
+wait_active() {
+  for _ in $(seq 1 120); do
+    [ "$(prop "$1" ActiveState)" = active ] && [ "$(prop "$1" SubState)" = running ] && return 0
+    sleep 0.5
+  done
+  return 1
+}
+for d in bench-manager bench-agent; do wait_active "$d" || echo "$d never became active" >> "$R/driver.log"; done
+for u in bench-first-boot bench-manager bench-agent sge-qmaster; do show "$u" "initial-$u.txt"; done
+for d in bench-manager bench-agent; do
+  pid=$(prop "$d" MainPID)
+  awk '$5 == "/" {print $6}' "/proc/$pid/mountinfo" | tail -n 1 > "$R/rootfs-$d.txt"
+  awk '$5 == "/data/mounts" || $5 == "/scratch" || $5 == "/data/logs" {print $5, $6}' "/proc/$pid/mountinfo" \
+    > "$R/writable-$d.txt"
+  grep -E '^(CapBnd|NoNewPrivs|Seccomp):' "/proc/$pid/status" > "$R/status-$d.txt"
+done
+# The agent registered with the manager over loopback (READY member in the manager's registry).
+for _ in $(seq 1 60); do
+  /opt/bench/venv/bin/workspace-ctl --manager 127.0.0.1:50051 --token-file /etc/bench/user.token \
+    cluster members --output json > "$R/members.json" 2>> "$R/driver.log" && grep -q READY "$R/members.json" && break
+  sleep 0.5
+done
+cp /data/logs/agent-sandbox-probe "$R/" 2>/dev/null || true
+for d in bench-manager bench-agent; do
+  old=$(prop "$d" MainPID); restarts=$(prop "$d" NRestarts)
+  echo "$old $restarts" > "$R/before-hang-$d.txt"
+  kill -USR2 "$old"
+  for _ in $(seq 1 90); do
+    new=$(prop "$d" MainPID)
+    if [ "$new" != "$old" ] && [ "$new" != 0 ] && [ "$(prop "$d" SubState)" = running ]; then break; fi
+    sleep 0.5
+  done
+  show "$d" "after-hang-$d.txt"
+  journalctl -u "$d" --no-pager -o cat > "$R/journal-$d.txt" 2>&1
+done
+journalctl -b --no-pager > "$R/journal.txt" 2>&1
+echo done > "$R/finished"
+"""
+
+
+def sh(*args: str | Path, timeout: float = 600, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(arg) for arg in args], capture_output=True, text=True, timeout=timeout,
+                            check=False, **kwargs)  # type: ignore[call-overload]
+    return result  # type: ignore[no-any-return]
+
+
+def must(*args: str | Path, timeout: float = 600, **kwargs: object) -> str:
+    result = sh(*args, timeout=timeout, **kwargs)
+    assert result.returncode == 0, f"{' '.join(map(str, args))} failed:\n{result.stdout[-4000:]}{result.stderr[-4000:]}"
+    return result.stdout
+
+
+def ensure_base_root() -> Path:
+    """A debootstrapped Debian 12 with systemd, built once and reused (built aside, renamed when done)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    marker = BASE_ROOT.with_suffix(".ok")
+    with (CACHE / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists() and BASE_ROOT.is_dir():
+            return BASE_ROOT
+        building = CACHE / "bookworm-systemd-base.building"
+        shutil.rmtree(building, ignore_errors=True)
+        shutil.rmtree(BASE_ROOT, ignore_errors=True)
+        must("debootstrap", "--variant=minbase", "--include=systemd,systemd-sysv,dbus", "bookworm", building,
+             MIRROR, timeout=900)
+        building.rename(BASE_ROOT)
+        marker.write_text("bookworm minbase + systemd, systemd-sysv, dbus\n")
+    return BASE_ROOT
+
+
+@contextmanager
+def chroot_mounts(root: Path) -> Iterator[None]:
+    """/proc, /sys, /dev for apt and pip, plus persistent download caches (the install itself still runs)."""
+    apt_cache, pip_cache = CACHE / "apt-archives", CACHE / "pip-cache"
+    for cache in (apt_cache / "partial", pip_cache):
+        cache.mkdir(parents=True, exist_ok=True)
+    (root / "root/.cache/pip").mkdir(parents=True, exist_ok=True)
+    mounts = [
+        (["-t", "proc", "proc"], root / "proc"),
+        (["-t", "sysfs", "sysfs"], root / "sys"),
+        (["--rbind", "/dev"], root / "dev"),
+        (["--bind", str(apt_cache)], root / "var/cache/apt/archives"),
+        (["--bind", str(pip_cache)], root / "root/.cache/pip"),
+    ]
+    done: list[Path] = []
+    try:
+        for options, target in mounts:
+            must("mount", *options, target)
+            done.append(target)
+        yield
+    finally:
+        for target in reversed(done):
+            sh("umount", "-R", "-l", target)
+
+
+def build_wheel(out: Path) -> Path:
+    must(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", out, REPO,
+         timeout=300)
+    (wheel,) = out.glob("bench_cluster-*.whl")
+    return wheel
+
+
+def write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def read_props(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+@pytest.fixture(scope="module")
+def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    require_root()
+    for tool in ("debootstrap", "systemd-nspawn", "chroot"):
+        require(shutil.which(tool) is not None, f"{tool} (make deps)")
+    started = time.monotonic()
+    work = tmp_path_factory.mktemp("nspawn")
+    base = ensure_base_root()
+    root = work / "bench-node"
+    must("cp", "-a", "--reflink=auto", base, root, timeout=300)
+    try:
+        wheel = build_wheel(work / "dist")
+        src = root / "tmp/bench-src"
+        shutil.copytree(REPO / "systemd", src / "systemd")
+        shutil.copytree(REPO / "packer" / "scripts", src / "packer" / "scripts")
+        shutil.copy(wheel, src / wheel.name)
+        shutil.copy("/etc/resolv.conf", root / "etc/resolv.conf")
+        # Trust what this host trusts (site CAs, e.g. a TLS-inspecting proxy in front of PyPI); install-node's
+        # ca-certificates step folds them into the root's bundle.
+        local_cas = Path("/usr/local/share/ca-certificates")
+        if local_cas.is_dir():
+            shutil.copytree(local_cas, root / "usr/local/share/ca-certificates", dirs_exist_ok=True)
+        write(root / "etc/hostname", "bench-node\n")
+        with chroot_mounts(root):
+            result = sh("chroot", root, "/bin/bash", "/tmp/bench-src/packer/scripts/install-node.sh",
+                        "--wheel", f"/tmp/bench-src/{wheel.name}", "--src", "/tmp/bench-src", timeout=900)
+        (work / "install.log").write_text(result.stdout + result.stderr)
+        assert result.returncode == 0, f"install-node.sh failed in a clean root:\n{result.stdout[-3000:]}" \
+                                       f"{result.stderr[-3000:]}"
+        installed_at = time.monotonic()
+
+        write(root / "etc/bench/user-data.toml", USER_DATA, 0o600)
+        for daemon in DAEMONS:
+            write(root / f"etc/systemd/system/{daemon}.service.d/50-test-hang.conf", HANG_DROPIN)
+        write(root / "etc/systemd/system/bench-agent.service.d/60-test-probe.conf", AGENT_PROBE_DROPIN)
+        write(root / "etc/systemd/system/bench-test-driver.service", DRIVER_UNIT)
+        write(root / "usr/local/sbin/bench-test-driver", DRIVER, 0o755)
+        wants = root / "etc/systemd/system/multi-user.target.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        (wants / "bench-test-driver.service").symlink_to("/etc/systemd/system/bench-test-driver.service")
+
+        results = work / "results"
+        results.mkdir()
+        boot = boot_container(root, results)
+        (results / "nspawn-console.log").write_text(boot.stdout + boot.stderr)
+        finished = time.monotonic()
+        (results / "timing.json").write_text(json.dumps({
+            "install_s": round(installed_at - started, 1), "boot_and_checks_s": round(finished - installed_at, 1),
+            "total_s": round(finished - started, 1)}))
+        print(f"\nnspawn test timing: {(results / 'timing.json').read_text()}")
+        assert (results / "finished").exists(), (
+            f"the driver did not finish; console:\n{(boot.stdout + boot.stderr)[-4000:]}\n"
+            f"driver log:\n{_tail(results / 'driver.log')}")
+        yield results
+    finally:
+        keep = os.environ.get("BENCH_KEEP_NSPAWN_ROOT") == "1"
+        if not keep:
+            sh("rm", "-rf", "--one-file-system", root, timeout=300)
+
+
+def boot_container(root: Path, results: Path) -> subprocess.CompletedProcess[str]:
+    """Boot until the driver powers off; on timeout ask the container to shut down before killing it."""
+    argv = ["systemd-nspawn", "-D", str(root), "--boot", "--console=pipe", "--register=no", "--keep-unit",
+            "--private-network", f"--bind={results}:/results", "--machine=bench-node"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = process.communicate(timeout=BOOT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.terminate()  # nspawn turns SIGTERM into an orderly poweroff of the container
+        try:
+            output, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate(timeout=30)
+    return subprocess.CompletedProcess(argv, process.returncode, output, "")
+
+
+def _tail(path: Path, chars: int = 3000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(missing)"
+
+
+@pytest.mark.parametrize("daemon", DAEMONS)
+def test_daemon_reaches_active_running(booted: Path, daemon: str) -> None:
+    props = read_props(booted / f"initial-{daemon}.txt")
+    assert (props["ActiveState"], props["SubState"]) == ("active", "running"), (
+        f"{daemon}: {props}\n{_tail(booted / f'journal-{daemon}.txt')}")
+    assert int(props["MainPID"]) > 0
+
+
+def test_first_boot_took_the_manager_role(booted: Path) -> None:
+    props = read_props(booted / "initial-bench-first-boot.txt")
+    assert (props["ActiveState"], props["Result"]) == ("active", "success"), _tail(booted / "journal.txt")
+    # The manager role initialised an SGE cell for this host's name at boot, and its qmaster runs.
+    qmaster = read_props(booted / "initial-sge-qmaster.txt")
+    assert (qmaster["ActiveState"], qmaster["SubState"]) == ("active", "running"), qmaster
+
+
+def test_agent_joined_the_manager_over_loopback(booted: Path) -> None:
+    members = json.loads((booted / "members.json").read_text())["members"]
+    assert [member["state"] for member in members] == ["READY"], members
+    assert members[0]["member_id"] == "bench-node"
+
+
+@pytest.mark.parametrize("daemon", DAEMONS)
+def test_watchdog_restarts_a_hung_daemon(booted: Path, daemon: str) -> None:
+    old_pid, old_restarts = (int(x) for x in (booted / f"before-hang-{daemon}.txt").read_text().split())
+    after = read_props(booted / f"after-hang-{daemon}.txt")
+    journal = _tail(booted / f"journal-{daemon}.txt", 6000)
+    assert int(after["NRestarts"]) > old_restarts, f"{daemon} was not restarted: {after}\n{journal}"
+    assert int(after["MainPID"]) not in (0, old_pid), after
+    assert (after["ActiveState"], after["SubState"]) == ("active", "running"), after
+    assert "Watchdog timeout" in journal, f"{daemon} restarted, but not by the watchdog:\n{journal}"
+
+
+@pytest.mark.parametrize("daemon", DAEMONS)
+def test_root_filesystem_is_read_only_inside_the_service(booted: Path, daemon: str) -> None:
+    options = (booted / f"rootfs-{daemon}.txt").read_text().split()
+    assert options and options[-1].split(",")[0] == "ro", f"{daemon} sees / as {options}"
+    status = (booted / f"status-{daemon}.txt").read_text()
+    assert "NoNewPrivs:\t1" in status
+    assert "Seccomp:\t2" in status  # a filter is installed
+
+
+def test_agent_writes_only_inside_read_write_paths(booted: Path) -> None:
+    probe = (booted / "agent-sandbox-probe").read_text().split()
+    assert probe == ["etc=read-only", "data_logs=writable"], probe
+    writable = dict(line.split() for line in (booted / "writable-bench-agent.txt").read_text().splitlines())
+    for path in ("/data/mounts", "/data/logs", "/scratch"):
+        assert writable.get(path, "").split(",")[0] == "rw", f"{path} not writable for the agent: {writable}"
+
+
+def test_manager_has_no_capabilities(booted: Path) -> None:
+    status = (booted / "status-bench-manager.txt").read_text()
+    assert "CapBnd:\t0000000000000000" in status, status
