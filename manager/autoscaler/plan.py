@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from manager.autoscaler.demand import Demand, summarise
 from manager.autoscaler.model import (
@@ -41,6 +42,7 @@ from manager.autoscaler.model import (
     ScalerConfig,
     Shape,
     Snapshot,
+    format_memory,
     usable_capacity,
 )
 from manager.autoscaler.packing import pack
@@ -83,7 +85,8 @@ def plan(snapshot: Snapshot, config: ScalerConfig, now: float) -> Decision:
     if snapshot.in_flight is not None:
         waiting = _unsettled(snapshot.in_flight, snapshot.members)
         age = now - snapshot.in_flight.started_at
-        status = f"the {snapshot.in_flight.kind} operation started {age:.0f}s ago"
+        # Absolute times, not "N s ago": the reason stays the same from one pass to the next.
+        status = f"the {snapshot.in_flight.kind} operation started at {_iso(snapshot.in_flight.started_at)}"
         if waiting and age < config.stabilise_timeout_s:
             return replace(
                 base, reason=f"one operation at a time: {status} has not stabilised ({_listed(waiting)})"
@@ -101,6 +104,27 @@ def plan(snapshot: Snapshot, config: ScalerConfig, now: float) -> Decision:
 
 
 def _plan_mode(
+    base: Decision,
+    census: _Census,
+    demand: Demand,
+    snapshot: Snapshot,
+    config: ScalerConfig,
+    capacity: Shape,
+    now: float,
+) -> Decision:
+    decision = _plan_for_mode(base, census, demand, snapshot, config, capacity, now)
+    if not demand.ignored:
+        return decision
+    # Said in every reason, so `cluster status` answers "why does my job never start?".
+    ids = [str(job.job_id) for job in demand.ignored]
+    note = (
+        f"; {len(ids)} jobs ignored, larger than a member ({capacity[0]} cores, "
+        f"{format_memory(capacity[1])}): {_listed(ids)}"
+    )
+    return replace(decision, reason=decision.reason + note)
+
+
+def _plan_for_mode(
     base: Decision,
     census: _Census,
     demand: Demand,
@@ -145,12 +169,12 @@ def _braked(snapshot: Snapshot, config: ScalerConfig, now: float) -> str | None:
     history = snapshot.history
     if history.consecutive_failures < config.max_consecutive_failures or history.last_failure_at is None:
         return None
-    since = now - history.last_failure_at
-    if since >= config.brake_backoff_s:
+    if now - history.last_failure_at >= config.brake_backoff_s:
         return None
     return (
         f"launches braked after {history.consecutive_failures} consecutive failed launches "
-        f"(last {since:.0f}s ago); next try in {config.brake_backoff_s - since:.0f}s"
+        f"(last at {_iso(history.last_failure_at)}); next try at "
+        f"{_iso(history.last_failure_at + config.brake_backoff_s)}"
     )
 
 
@@ -274,7 +298,8 @@ def _plan_dynamic(
     return _removal(
         base, census, dead_ids, idle, f"{span}: {fits}",
         f"min is {config.min_members}" if at_min else
-        f"no other member has been idle {config.idle_s:.0f}s past the minimum age of {config.min_age_s:.0f}s",
+        f"every other member runs jobs, holds pending demand, has been idle less than {config.idle_s:.0f}s "
+        f"or is younger than {config.min_age_s:.0f}s",
     )
 
 
@@ -331,6 +356,10 @@ def _braked_decision(base: Decision, census: _Census, dead_ids: tuple[str, ...],
     if dead_ids:
         return _removal(base, census, dead_ids, (), reason, "")
     return replace(base, action=Action.BRAKE, reason=reason)
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _listed(items: list[str]) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from manager.autoscaler import (
@@ -150,6 +152,8 @@ def test_oversize_job_is_ignored_with_a_readable_message_and_no_scale_up() -> No
         "ignored job 43: wants 64G memory per task, member capacity 16G",
     ]
     assert decision.pending_by_shape == {}
+    # `cluster status` shows the reason: it must tell why these jobs never start.
+    assert decision.reason.endswith("; 2 jobs ignored, larger than a member (7 cores, 16G): 42, 43")
 
 
 def test_oversize_job_does_not_hide_the_demand_of_others() -> None:
@@ -314,6 +318,8 @@ def test_scale_up_must_stabilise_before_the_next_decision(new_member: MemberView
         assert decision.reason.startswith("one operation at a time")
         assert "n1" in decision.reason
         assert not decision.op_settled
+        # The same wait a pass later reads the same, so it is not logged as a new decision.
+        assert plan(snapshot, config(), NOW + 10).reason == decision.reason
     else:
         assert decision.op_settled
         assert decision.action in (Action.SCALE_UP, Action.REPLACE)
@@ -402,7 +408,8 @@ def test_brake_after_consecutive_failed_launches(failures: int, since_last: floa
     if braked:
         assert (decision.action, decision.add_count) == (Action.BRAKE, 0)
         assert f"after {failures} consecutive failed launches" in decision.reason
-        assert "next try in" in decision.reason
+        next_try = datetime.fromtimestamp(NOW - since_last + 300, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert f"next try at {next_try}" in decision.reason
     else:
         assert (decision.action, decision.add_count) == (Action.SCALE_UP, 2)
 
