@@ -1,8 +1,9 @@
 """Simulated agents for `benchmarks/heartbeats.py`: many agent sessions in one asyncio process.
 
 Each simulated agent registers once, then loops over sessions until the deadline: open a bidirectional
-stream, write a Hello, time until the first reply arrives (the latency sample), answer every command
-with an ok result, write heartbeats at a fixed rate, and close its side after a randomised session length.
+stream, write a Hello, write heartbeats at a fixed rate from then on, time until the first reply arrives
+(the latency sample), answer every command with an ok result, and close its side after a randomised
+session length.
 The server's side must then end the stream with OK: only then are that session's heartbeats counted as
 accepted, because the server has read (and, for bench-manager, validated and applied) every one of them
 before it can end the stream. A session that ends in an error counts its heartbeats as unconfirmed.
@@ -131,16 +132,21 @@ class _Session:
         self._write_lock = asyncio.Lock()  # grpc.aio allows one write in flight per call
         self._closing = False
         self.heartbeats_written = 0
+        self.first_reply_seen = False
 
     async def _write(self, event: agent_pb2.AgentEvent) -> None:
         async with self._write_lock:
             await self._call.write(event)
 
-    async def _read_replies(self) -> None:
+    async def _read_replies(self, hello_written_at: float) -> None:
+        first = True
         while True:
             reply = await self._call.read()
             if reply is aio.EOF:
                 return
+            if first:
+                self._stats.latencies_s.append(time.perf_counter() - hello_written_at)
+                self.first_reply_seen, first = True, False
             self._stats.replies += 1
             answer = self._target.answer(reply)
             if answer is not None and not self._closing:
@@ -151,14 +157,8 @@ class _Session:
         try:
             started = time.perf_counter()
             await self._write(agent_pb2.AgentEvent(hello=agent_pb2.Hello(member_id=self._member_id)))
-            first = await asyncio.wait_for(self._call.read(), RPC_TIMEOUT_S)
-            if first is aio.EOF:
-                raise SessionFailed("stream ended before the first reply")
-            self._stats.latencies_s.append(time.perf_counter() - started)
-            self._stats.replies += 1
-            if (answer := self._target.answer(first)) is not None:
-                await self._write(answer)
-            reader = asyncio.create_task(self._read_replies())
+            # As in the real agent, heartbeats do not wait for commands: the reply is timed meanwhile.
+            reader = asyncio.create_task(self._read_replies(started))
             try:
                 next_at = loop.time()
                 while next_at < end_at and not reader.done():
@@ -179,6 +179,8 @@ class _Session:
             if code != grpc.StatusCode.OK:
                 details = await self._call.details()
                 raise SessionFailed(f"{code.name}: {details}")
+            if not self.first_reply_seen:
+                raise SessionFailed("the stream ended without any reply to the Hello")
         except (aio.AioRpcError, TimeoutError, SessionFailed, aio.UsageError) as exc:
             self._call.cancel()
             self._stats.sessions_failed += 1

@@ -7,9 +7,11 @@ What runs: a `bench-manager` subprocess (loopback port, temp dir with its own SQ
 `--no-sge --provider none`, LOST detection pushed to an hour) and N simulated agents in this one asyncio
 process (grpc.aio, one TCP connection per 50 agents, see `heartbeat_load.py`). Each agent registers,
 then keeps opening `Connect` sessions: Hello, heartbeats at `--interval`, close after about
-`--session-seconds`, reconnect. Afterwards the same agents, rates and session pattern are pointed at
+`--session-seconds`, reconnect. The same agents, rates and session pattern are also pointed at
 `echo_server.py`, a grpc.aio server whose one bidirectional stream returns every message. Both are
-measured by the same code, one after the other, on the same machine; the ratio is the figure.
+measured by the same code, one after the other, on the same machine; the ratio is the figure. With
+`--rounds 2` (or more) each server gets several phases in alternating order (manager, echo, echo,
+manager, ...), each with a fresh server, so drifting background load on the machine weighs on both.
 
 Figures, for each server:
 - heartbeats/s handled: heartbeats written on sessions the server then ended with OK, divided by the
@@ -19,14 +21,15 @@ Figures, for each server:
   manager, ListMembers is also checked at the end: every agent's `last_heartbeat` must lie inside the run.
 - command round trip p50/p99: the time from writing a session's Hello to the first reply arriving. For
   bench-manager that reply is a command: every session starts with the manager sending `SyncMounts`
-  (look up the member, attach the session, read the stored mounts, queue the command, stream it out), and
-  the simulated agent acknowledges it at once. This is the one command the manager sends by itself, so
-  it is measured from outside without adding anything to the manager (`Ping` is only sent from inside
-  the manager; mount fan-out would time N agents' answers as one figure). The acknowledgement's arrival
-  at the manager is not observable from outside and is not in the figure; the command's way out is.
-  For the echo server the reply is the Hello itself coming back on a fresh stream: the same "new stream,
-  first message, first answer" path with no work behind it. Samples: one per session, so reconnecting
-  sessions give many samples per agent while heartbeats keep both servers loaded.
+  (look up the member, attach the session, read the stored mounts, queue the command, stream it out),
+  and the simulated agent acknowledges it at once. Heartbeats do not wait for it (nor do the real
+  agent's), so the command goes out while the stream is busy with heartbeats. It is the one command the
+  manager sends on its own, so it can be timed from outside without adding anything to the manager
+  (nothing sends `Ping` unprompted; a mount fan-out would time N agents' answers as one figure). The
+  acknowledgement's arrival at the manager cannot be observed from outside and is not in the figure;
+  the command's way out is. For the echo server the reply is the Hello itself coming back on a fresh
+  stream: the same "new stream, first message, first answer" path with no work behind it. One sample
+  per session; reconnecting sessions give many samples per agent while heartbeats keep the server busy.
 - server CPU%: the server process's user+system CPU time over the load window (psutil), 100% = one core.
   The client's own CPU% is printed too: on a small machine the load generator shares the cores, which
   is why only ratios measured in the same run mean anything. So is the CPU every other process on the
@@ -39,10 +42,9 @@ import argparse
 import asyncio
 import json
 import signal
-import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -56,98 +58,14 @@ from rich.table import Table
 
 from benchmarks.bench_servers import RunningServer, ServerFailed, bench_manager, echo_server, temp_work_dir
 from benchmarks.echo_server import FULL_METHOD
+from benchmarks.heartbeat_figures import Figures, MachineCpu, Phase, ProcessCpu, ratios
 from benchmarks.heartbeat_load import EchoTarget, LoadGenerator, LoadSettings, ManagerTarget, Target
 from common.auth import bearer
 from protos.bench.v1 import cluster_pb2, cluster_pb2_grpc
 
 MAX_AGENTS = 5000
 MAX_SECONDS = 600.0
-
-
-@dataclass
-class Figures:
-    server: str
-    agents: int
-    window_s: float
-    heartbeats_accepted: int
-    heartbeats_unconfirmed: int
-    heartbeats_per_s: float
-    latency_samples: int
-    latency_p50_ms: float | None
-    latency_p99_ms: float | None
-    server_cpu_percent: float
-    client_cpu_percent: float
-    server_cpu_ms_per_1k_heartbeats: float | None
-    other_load_cores: float  # CPU the rest of the machine used meanwhile: a busy machine skews everything
-    sessions_ok: int
-    sessions_failed: int
-    agents_gave_up: int
-    errors: dict[str, int] = field(default_factory=dict)
-    members_heartbeat_seen: int | None = None  # bench-manager only: ListMembers check
-
-    def problems(self) -> list[str]:
-        found: list[str] = []
-        if self.heartbeats_accepted == 0:
-            found.append(f"{self.server}: no heartbeat was accepted")
-        if self.latency_samples == 0:
-            found.append(f"{self.server}: no command round trip completed")
-        if self.sessions_failed:
-            found.append(f"{self.server}: {self.sessions_failed} session(s) failed: {self.errors}")
-        if self.agents_gave_up:
-            found.append(f"{self.server}: {self.agents_gave_up} agent(s) gave up after repeated failures")
-        if self.members_heartbeat_seen is not None and self.members_heartbeat_seen != self.agents:
-            found.append(f"{self.server}: ListMembers shows a heartbeat from this run for only "
-                         f"{self.members_heartbeat_seen} of {self.agents} agents")
-        return found
-
-
-class MachineCpuMeter:
-    """Busy CPU time of the whole machine between start() and stop(), in cores."""
-
-    def __init__(self) -> None:
-        self._busy0 = 0.0
-        self._wall0 = 0.0
-
-    @staticmethod
-    def _busy() -> float:
-        times = psutil.cpu_times()
-        return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
-
-    def start(self) -> None:
-        self._busy0, self._wall0 = self._busy(), time.monotonic()
-
-    def stop(self) -> float:
-        wall = time.monotonic() - self._wall0
-        return (self._busy() - self._busy0) / wall if wall > 0 else 0.0
-
-
-class CpuMeter:
-    """CPU time of one process between start() and stop(), as percent of one core."""
-
-    def __init__(self, pid: int) -> None:
-        self._process = psutil.Process(pid)
-        self._cpu0 = 0.0
-        self._wall0 = 0.0
-
-    def _cpu(self) -> float:
-        times = self._process.cpu_times()
-        return float(times.user + times.system)
-
-    def start(self) -> None:
-        self._cpu0, self._wall0 = self._cpu(), time.monotonic()
-
-    def stop(self) -> tuple[float, float]:
-        """(CPU seconds used, percent of one core)."""
-        used, wall = self._cpu() - self._cpu0, time.monotonic() - self._wall0
-        return used, 100.0 * used / wall if wall > 0 else 0.0
-
-
-def percentile_ms(samples: list[float], q: int) -> float | None:
-    if not samples:
-        return None
-    if len(samples) == 1:
-        return samples[0] * 1000
-    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1] * 1000
+MAX_ROUNDS = 10
 
 
 async def members_with_fresh_heartbeat(server: RunningServer, member_ids: set[str], since_unix: float) -> int:
@@ -158,43 +76,44 @@ async def members_with_fresh_heartbeat(server: RunningServer, member_ids: set[st
     return sum(1 for m in reply.members if m.member_id in member_ids and m.last_heartbeat_unix >= since_unix)
 
 
-async def measure(target: Target, server: RunningServer, settings: LoadSettings, check_members: bool) -> Figures:
+async def measure(target: Target, server: RunningServer, settings: LoadSettings, check_members: bool) -> Phase:
     async with LoadGenerator(target, server.address, settings) as load:
-        await load.register_all()
-        server_cpu, client_cpu, machine_cpu = CpuMeter(server.pid), CpuMeter(psutil.Process().pid), MachineCpuMeter()
+        await load.register_all()  # not in the window: it is a one-off per agent
+        server_cpu, client_cpu, machine_cpu = ProcessCpu(server.pid), ProcessCpu(psutil.Process().pid), MachineCpu()
         since_unix = time.time()
         for meter in (server_cpu, client_cpu, machine_cpu):
             meter.start()
         window_s = await load.drive()
-        cpu_s, server_pct = server_cpu.stop()
-        _, client_pct = client_cpu.stop()
-        machine_cores = machine_cpu.stop()
+        phase_cpu = (server_cpu.stop(), client_cpu.stop(), machine_cpu.stop())
         seen = (await members_with_fresh_heartbeat(server, set(load.member_ids.values()), since_unix)
                 if check_members else None)
-    stats = load.stats
-    accepted = stats.heartbeats_accepted
-    return Figures(
-        server=target.name, agents=settings.agents, window_s=window_s, heartbeats_accepted=accepted,
-        heartbeats_unconfirmed=stats.heartbeats_unconfirmed, heartbeats_per_s=accepted / window_s,
-        latency_samples=len(stats.latencies_s), latency_p50_ms=percentile_ms(stats.latencies_s, 50),
-        latency_p99_ms=percentile_ms(stats.latencies_s, 99), server_cpu_percent=server_pct,
-        client_cpu_percent=client_pct,
-        server_cpu_ms_per_1k_heartbeats=cpu_s * 1e6 / accepted if accepted else None,
-        other_load_cores=max(0.0, machine_cores - (server_pct + client_pct) / 100),
-        sessions_ok=stats.sessions_ok, sessions_failed=stats.sessions_failed, agents_gave_up=stats.agents_gave_up,
-        errors=dict(stats.errors), members_heartbeat_seen=seen)
+    return Phase(load.stats, window_s, *phase_cpu, members_seen=seen)
 
 
-async def run(settings: LoadSettings, keep_dir: Path | None) -> tuple[Figures, Figures]:
-    with temp_work_dir(keep_dir) as work:
-        manager_dir, echo_dir = Path(work) / "manager", Path(work) / "echo"
-        manager_dir.mkdir(exist_ok=True)
-        echo_dir.mkdir(exist_ok=True)
-        async with bench_manager(manager_dir, settings.interval_s) as server:
-            manager = await measure(ManagerTarget(server.agent_token), server, settings, check_members=True)
-        async with echo_server(echo_dir) as server:
-            echo = await measure(EchoTarget(FULL_METHOD, "x" * 43), server, settings, check_members=False)
-    return manager, echo
+async def run(settings: LoadSettings, rounds: int, keep_dir: Path | None) -> tuple[Figures, Figures]:
+    """`rounds` phases per server, alternating which goes first (A B, B A, ...) so that a change in the
+    machine's other load during the run weighs on both servers alike. Every phase gets a fresh server."""
+    manager_phases: list[Phase] = []
+    echo_phases: list[Phase] = []
+
+    async def manager_phase(work: Path) -> None:
+        async with bench_manager(work, settings.interval_s) as server:
+            manager_phases.append(await measure(ManagerTarget(server.agent_token), server, settings, True))
+
+    async def echo_phase(work: Path) -> None:
+        async with echo_server(work) as server:
+            # a token of the manager's token length keeps the request metadata the same size
+            echo_phases.append(await measure(EchoTarget(FULL_METHOD, "x" * 43), server, settings, False))
+
+    with temp_work_dir(keep_dir) as root:
+        for number in range(1, rounds + 1):
+            order = [("manager", manager_phase), ("echo", echo_phase)]
+            for name, phase in order if number % 2 else reversed(order):
+                work = Path(root) / f"{name}-r{number}"
+                work.mkdir(exist_ok=True)
+                await phase(work)
+    return (Figures.from_phases(ManagerTarget.name, settings.agents, manager_phases),
+            Figures.from_phases(EchoTarget.name, settings.agents, echo_phases))
 
 
 # report ---------------------------------------------------------------------------------------------
@@ -202,30 +121,16 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None or b == 0 else a / b
-
-
-def ratios(manager: Figures, echo: Figures) -> dict[str, float | None]:
-    return {
-        "heartbeats_per_s": _ratio(manager.heartbeats_per_s, echo.heartbeats_per_s),
-        "latency_p50_ms": _ratio(manager.latency_p50_ms, echo.latency_p50_ms),
-        "latency_p99_ms": _ratio(manager.latency_p99_ms, echo.latency_p99_ms),
-        "server_cpu_percent": _ratio(manager.server_cpu_percent, echo.server_cpu_percent),
-        "server_cpu_ms_per_1k_heartbeats": _ratio(manager.server_cpu_ms_per_1k_heartbeats,
-                                                  echo.server_cpu_ms_per_1k_heartbeats),
-    }
-
-
 def print_report(console: Console, settings: LoadSettings, manager: Figures, echo: Figures) -> None:
     offered = settings.agents / settings.interval_s
     details = Table(title=f"Heartbeat load: {settings.agents} agents, a beat every {settings.interval_s:g} s each "
-                          f"(offered {offered:,.0f}/s), {settings.seconds:g} s, sessions ~{settings.session_s:g} s")
+                          f"(offered {offered:,.0f}/s), {settings.seconds:g} s x {manager.phases} phase(s) per server, "
+                          f"sessions ~{settings.session_s:g} s")
     details.add_column("")
     for figures in (manager, echo):
         details.add_column(figures.server, justify="right")
     rows: list[tuple[str, str, str]] = [
-        ("load window (s)", _num(manager.window_s, 2), _num(echo.window_s, 2)),
+        ("load window, all phases (s)", _num(manager.window_s, 2), _num(echo.window_s, 2)),
         ("heartbeats accepted", f"{manager.heartbeats_accepted:,}", f"{echo.heartbeats_accepted:,}"),
         ("heartbeats unconfirmed", f"{manager.heartbeats_unconfirmed:,}", f"{echo.heartbeats_unconfirmed:,}"),
         ("sessions ok / failed", f"{manager.sessions_ok:,} / {manager.sessions_failed}",
@@ -282,6 +187,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds between one agent's heartbeats (default 0.1)")
     parser.add_argument("--session-seconds", type=_bounded(float, 0.2, MAX_SECONDS), default=3.0,
                         help="mean session length before an agent reconnects (default 3)")
+    parser.add_argument("--rounds", type=_bounded(int, 1, MAX_ROUNDS), default=1,
+                        help="phases per server, alternating which goes first (default 1; 2 = ABBA)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the phase and session-length jitter")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--keep-dir", type=Path, help="run in this directory and keep the server logs")
@@ -295,7 +202,7 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
     settings = LoadSettings(agents=args.agents, interval_s=args.interval, seconds=args.seconds,
                             session_s=args.session_seconds, seed=args.seed)
     try:
-        manager, echo = await run(settings, args.keep_dir)
+        manager, echo = await run(settings, args.rounds, args.keep_dir)
     except ServerFailed as exc:
         console.print(f"[red]heartbeats.py: {exc}[/red]")
         return 2

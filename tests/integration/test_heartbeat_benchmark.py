@@ -48,7 +48,7 @@ def test_tiny_run_prints_figures_for_manager_and_echo(tmp_path: Path) -> None:
     printed_ratio = f"{figures['ratios']['heartbeats_per_s']:,.2f}"
     assert printed_ratio in result.stdout
     # the manager served the agents it logged, and the servers were stopped at the end
-    manager_log = (tmp_path / "work" / "manager" / "manager.log").read_text()
+    manager_log = (tmp_path / "work" / "manager-r1" / "manager.log").read_text()
     assert "hb-bench-0000" in manager_log
 
 
@@ -72,7 +72,7 @@ def test_ctrl_c_stops_the_servers_it_started(tmp_path: Path) -> None:
 
         # the manager is up and agents are heartbeating into it (its log names them) before the interrupt
         servers = wait_until(manager_children, 60, "the benchmark's bench-manager process")
-        wait_until(lambda: "hb-bench-0000" in (tmp_path / "manager" / "manager.log").read_text(), 60,
+        wait_until(lambda: "hb-bench-0000" in (tmp_path / "manager-r1" / "manager.log").read_text(), 60,
                    "agents connected to the manager")
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
