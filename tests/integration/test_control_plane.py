@@ -161,3 +161,24 @@ def test_health_and_reflection_are_served(plane: ControlPlane) -> None:
     status, services = asyncio.run(probe())
     assert status == health_pb2.HealthCheckResponse.SERVING
     assert "bench.v1.ManagerService" in services and "bench.v1.ClusterService" in services
+
+
+def test_scale_policy_is_validated_and_shown(plane: ControlPlane) -> None:
+    for bad, message in ((("--min", "3", "--max", "2"), "must not exceed --max"),
+                         (("--min", "0", "--max", "51"), "hard limit"),
+                         (("--static", "-1"), "0..50"),
+                         (("--min", "1"), "give --static N, or both --min A and --max B"),
+                         (("--static", "2", "--min", "1", "--max", "2"), "not both")):
+        result = plane.ctl("cluster", "scale", *bad)
+        assert result.returncode in (1, 2) and message in result.stderr, (bad, result.stderr)
+    ok = plane.ctl("cluster", "scale", "--min", "1", "--max", "4")
+    assert ok.returncode == 0 and "dynamic, 1..4" in ok.stdout
+    status = json.loads(plane.ctl("cluster", "status", "--output", "json").stdout)
+    assert status["policy"] == {"mode": "dynamic", "static_members": 0, "min_members": 1, "max_members": 4}
+    pools = json.loads(plane.ctl("compute", "get-pools", "--output", "json").stdout)["pools"]
+    assert pools[0]["type"] == "dynamic" and pools[0]["max"] == 4
+    assert plane.ctl("compute", "scale-pool", "--member-count", "2").returncode == 0
+    assert json.loads(plane.ctl("compute", "get-cluster-details", "-o", "json").stdout)["policy"]["mode"] == "static"
+    audit = [json.loads(line) for line in (plane.data_root / "logs" / "activity.log").read_text().splitlines()]
+    assert [a["result"].split(":")[0] for a in audit if a["action"] == "cluster scale"][-2:] == ["ok", "ok"]
+    assert any(a["result"].startswith("rejected: INVALID_ARGUMENT") for a in audit)
