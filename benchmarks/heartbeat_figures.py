@@ -83,6 +83,7 @@ class Figures:
     latency_p99_ms: float | None
     server_cpu_percent: float  # 100 = one core
     client_cpu_percent: float
+    client_loop_lag_p99_ms: float | None
     server_cpu_ms_per_1k_heartbeats: float | None
     other_load_cores: float  # CPU the rest of the machine used meanwhile: a busy machine skews everything
     sessions_ok: int
@@ -109,6 +110,7 @@ class Figures:
             latency_p50_ms=percentile_ms(latencies, 50), latency_p99_ms=percentile_ms(latencies, 99),
             server_cpu_percent=100 * server_cpu / window if window else 0.0,
             client_cpu_percent=100 * client_cpu / window if window else 0.0,
+            client_loop_lag_p99_ms=percentile_ms([s for p in phases for s in p.stats.loop_lag_s], 99),
             server_cpu_ms_per_1k_heartbeats=server_cpu * 1e6 / accepted if accepted else None,
             other_load_cores=max(0.0, (sum(p.machine_busy_s for p in phases) - server_cpu - client_cpu) / window)
             if window else 0.0,

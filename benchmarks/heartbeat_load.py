@@ -34,11 +34,16 @@ AGENTS_PER_CHANNEL = 50
 REGISTER_CONCURRENCY = 64
 RPC_TIMEOUT_S = 30.0
 MAX_CONSECUTIVE_FAILURES = 5
+LAG_PROBE_S = 0.05
 AGENT_VERSION = "heartbeat-bench"
 # Every channel gets its own TCP connection; grpc would otherwise share one subchannel per target.
 CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
 CAPACITY = types_pb2.Capacity(cores=4, memory_bytes=16 * 1024**3, scratch_total_bytes=100 * 1024**3,
                               scratch_free_bytes=90 * 1024**3, load1=0.5)
+
+
+class RegistrationFailed(Exception):
+    """An agent could not register, so no load phase can start; the message names the agent and why."""
 
 
 class SessionFailed(Exception):
@@ -114,6 +119,8 @@ class LoadStats:
     sessions_failed: int = 0
     agents_gave_up: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    # How late this process's event loop woke up: latency figures include it, for both servers alike.
+    loop_lag_s: list[float] = field(default_factory=list)
 
 
 def heartbeat() -> agent_pb2.AgentEvent:
@@ -234,7 +241,11 @@ class LoadGenerator:
 
         async def one(index: int) -> None:
             async with gate:
-                self.member_ids[index] = await self.target.register(self._channel(index), index)
+                try:
+                    self.member_ids[index] = await self.target.register(self._channel(index), index)
+                except aio.AioRpcError as exc:
+                    raise RegistrationFailed(f"{self.target.name}: agent {node_id(index)} could not register: "
+                                             f"{exc.code().name}: {exc.details()}") from exc
 
         await asyncio.gather(*(one(i) for i in range(self.settings.agents)))
 
@@ -246,9 +257,24 @@ class LoadGenerator:
         rng = random.Random(self.settings.seed)
         # Phases spread over one interval, session lengths over 0.5-1.5x: reconnects and beats stay staggered.
         offsets = [rng.uniform(0, self.settings.interval_s) for _ in self.member_ids]
-        await asyncio.gather(*(self._agent(index, member_id, started + offset, deadline, random.Random(rng.random()))
-                               for (index, member_id), offset in zip(self.member_ids.items(), offsets, strict=True)))
+        lag_probe = asyncio.create_task(self._probe_loop_lag(deadline))
+        try:
+            await asyncio.gather(*(self._agent(index, member_id, started + offset, deadline,
+                                               random.Random(rng.random()))
+                                   for (index, member_id), offset in zip(self.member_ids.items(), offsets,
+                                                                         strict=True)))
+        finally:
+            lag_probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag_probe
         return loop.time() - started
+
+    async def _probe_loop_lag(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while loop.time() < deadline:
+            asked = loop.time()
+            await asyncio.sleep(LAG_PROBE_S)
+            self.stats.loop_lag_s.append(max(0.0, loop.time() - asked - LAG_PROBE_S))
 
     async def _agent(self, index: int, member_id: str, start_at: float, deadline: float,
                      rng: random.Random) -> None:

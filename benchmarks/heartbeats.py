@@ -31,9 +31,10 @@ Figures, for each server:
   stream: the same "new stream, first message, first answer" path with no work behind it. One sample
   per session; reconnecting sessions give many samples per agent while heartbeats keep the server busy.
 - server CPU%: the server process's user+system CPU time over the load window (psutil), 100% = one core.
-  The client's own CPU% is printed too: on a small machine the load generator shares the cores, which
-  is why only ratios measured in the same run mean anything. So is the CPU every other process on the
-  machine used meanwhile: when that differs much between the two phases, so does the ratio's meaning.
+  Printed alongside, because on a small machine they shape every figure: the load generator's own CPU%
+  (it shares the cores), how late its event loop woke up (that lag is inside both servers' latency
+  figures), and the CPU all other processes on the machine used meanwhile. Only ratios measured in the
+  same run mean anything, and only when the other load was about the same in both phases.
 """
 
 from __future__ import annotations
@@ -59,7 +60,14 @@ from rich.table import Table
 from benchmarks.bench_servers import RunningServer, ServerFailed, bench_manager, echo_server, temp_work_dir
 from benchmarks.echo_server import FULL_METHOD
 from benchmarks.heartbeat_figures import Figures, MachineCpu, Phase, ProcessCpu, ratios
-from benchmarks.heartbeat_load import EchoTarget, LoadGenerator, LoadSettings, ManagerTarget, Target
+from benchmarks.heartbeat_load import (
+    EchoTarget,
+    LoadGenerator,
+    LoadSettings,
+    ManagerTarget,
+    RegistrationFailed,
+    Target,
+)
 from common.auth import bearer
 from protos.bench.v1 import cluster_pb2, cluster_pb2_grpc
 
@@ -137,6 +145,8 @@ def print_report(console: Console, settings: LoadSettings, manager: Figures, ech
          f"{echo.sessions_ok:,} / {echo.sessions_failed}"),
         ("round-trip samples", f"{manager.latency_samples:,}", f"{echo.latency_samples:,}"),
         ("client (load generator) CPU %", _num(manager.client_cpu_percent), _num(echo.client_cpu_percent)),
+        ("client event-loop lag p99 (ms)", _num(manager.client_loop_lag_p99_ms, 2),
+         _num(echo.client_loop_lag_p99_ms, 2)),
         ("other processes' CPU meanwhile (cores of " + str(psutil.cpu_count()) + ")",
          _num(manager.other_load_cores, 2), _num(echo.other_load_cores, 2)),
         ("members with a heartbeat this run", f"{manager.members_heartbeat_seen}/{manager.agents}", "-"),
@@ -203,7 +213,7 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
                             session_s=args.session_seconds, seed=args.seed)
     try:
         manager, echo = await run(settings, args.rounds, args.keep_dir)
-    except ServerFailed as exc:
+    except (ServerFailed, RegistrationFailed) as exc:
         console.print(f"[red]heartbeats.py: {exc}[/red]")
         return 2
     print_report(console, settings, manager, echo)
