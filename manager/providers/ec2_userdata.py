@@ -12,7 +12,7 @@ import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 MARKER = "#bench-cluster-userdata v1"
 EC2_USERDATA_LIMIT = 16 * 1024  # bytes, before base64; AWS rejects larger user-data
@@ -30,6 +30,8 @@ class NodeUserData:
     memory_bytes: int
     scratch_bytes: int
     labels: Mapping[str, str] = field(default_factory=dict)
+    # manager role only: settings for manager.toml (provider, mode, an ec2 table, ...), passed through.
+    manager_settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 def render(data: NodeUserData) -> str:
@@ -47,6 +49,10 @@ def render(data: NodeUserData) -> str:
         *(f"{_quote(key)} = {_quote(value)}" for key, value in sorted(data.labels.items())),
         "",
     ]
+    if data.manager_settings:
+        lines += ["[manager]",
+                  *(f"{_quote(key)} = {_value(value)}" for key, value in sorted(data.manager_settings.items())),
+                  ""]
     text = "\n".join(lines)
     if len(text.encode()) > EC2_USERDATA_LIMIT:
         raise ValueError(
@@ -75,9 +81,25 @@ def parse(text: str) -> NodeUserData:
             memory_bytes=int(doc["memory_bytes"]),
             scratch_bytes=int(doc["scratch_bytes"]),
             labels={str(key): str(value) for key, value in doc.get("labels", {}).items()},
+            manager_settings=dict(doc.get("manager", {})),
         )
     except KeyError as missing:
         raise ValueError(f"user-data lacks {missing.args[0]!r}") from None
+
+
+def _value(value: Any) -> str:
+    """A TOML value: scalars, lists, and tables written inline (nested as given)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{_quote(str(k))} = {_value(v)}" for k, v in value.items()) + " }"
+    raise ValueError(f"cannot put a {type(value).__name__} into user-data: {value!r}")
 
 
 def _quote(value: str) -> str:

@@ -76,6 +76,8 @@ def toml_value(value):
         return repr(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):  # e.g. the manager's ec2 settings: an inline table, nested as given
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items()) + " }"
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 def write(path: Path, content: str, mode: int, group: str = "root") -> None:

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +50,8 @@ scratch_bytes = 1073741824
 [manager]
 provider = "none"
 sge = false
+# Not used with provider none; proves first boot carries nested settings into manager.toml intact.
+ec2 = { region = "eu-central-1", image_id = "ami-12c6146b", instance_types = { "4/16G" = "m6i.xlarge" } }
 """
 
 # Test-only drop-in: the debug hang hook on, a short watchdog, and a quick restart.
@@ -109,7 +112,8 @@ for _ in $(seq 1 60); do
     cluster members --output json > "$R/members.json" 2>> "$R/driver.log" && grep -q READY "$R/members.json" && break
   sleep 0.5
 done
-cp /data/logs/agent-sandbox-probe "$R/" 2>/dev/null || true
+cp /data/logs/agent-sandbox-probe /etc/bench/manager.toml /etc/bench/agent.toml "$R/" 2>> "$R/driver.log"
+stat -c '%a %U %G %n' /etc/bench/agent.token /etc/bench/user.token > "$R/tokens.txt"
 for d in bench-manager bench-agent; do
   old=$(prop "$d" MainPID); restarts=$(prop "$d" NRestarts)
   echo "$old $restarts" > "$R/before-hang-$d.txt"
@@ -294,6 +298,20 @@ def test_first_boot_took_the_manager_role(booted: Path) -> None:
     # The manager role initialised an SGE cell for this host's name at boot, and its qmaster runs.
     qmaster = read_props(booted / "initial-sge-qmaster.txt")
     assert (qmaster["ActiveState"], qmaster["SubState"]) == ("active", "running"), qmaster
+
+
+def test_first_boot_wrote_the_role_configuration(booted: Path) -> None:
+    manager = tomllib.loads((booted / "manager.toml").read_text())
+    assert manager["cluster_id"] == "nspawn"
+    assert manager["listen"] == ["0.0.0.0:50051"]
+    assert manager["ec2"] == {"region": "eu-central-1", "image_id": "ami-12c6146b",
+                              "instance_types": {"4/16G": "m6i.xlarge"}}
+    agent = tomllib.loads((booted / "agent.toml").read_text())
+    assert (agent["manager"], agent["role"], agent["node_id"]) == ("127.0.0.1:50051", "manager", "bench-node")
+    # Tokens: readable by root and the bench group (the unprivileged manager), nobody else.
+    modes = {line.split()[-1]: line.split()[:3] for line in (booted / "tokens.txt").read_text().splitlines()}
+    assert modes == {"/etc/bench/agent.token": ["640", "root", "bench"],
+                     "/etc/bench/user.token": ["640", "root", "bench"]}
 
 
 def test_agent_joined_the_manager_over_loopback(booted: Path) -> None:
