@@ -59,6 +59,17 @@ QUEUE_SETTINGS = {
     "tmpdir": "/scratch",  # per-job $TMPDIR on the member's /scratch
     "shell": "/bin/bash",
 }
+STARTER_NAME = "bench-job-starter.sh"
+# SGE puts the per-job directory in TMPDIR and TMP, but the job is started as a secure-exec program
+# and glibc drops TMPDIR on the way in; this starter (run in place of the job's shell) restores it.
+STARTER_SCRIPT = """#!/bin/sh
+# Installed by bench-cluster: restores $TMPDIR (the per-job directory on /scratch) for SGE jobs.
+if [ -n "$TMP" ] && [ -z "$TMPDIR" ]; then
+  TMPDIR="$TMP"
+  export TMPDIR
+fi
+exec "$@"
+"""
 
 
 class SgeSetupError(Exception):
@@ -243,15 +254,25 @@ def _queue_template(install: SgeInstall) -> str:
     return proc.stdout
 
 
+def _write_starter(install: SgeInstall) -> Path:
+    """On the SGE cell's common directory, which members see through the shared host filesystem."""
+    path = install.common_dir / STARTER_NAME
+    if not path.exists() or path.read_text() != STARTER_SCRIPT:
+        path.write_text(STARTER_SCRIPT)
+    path.chmod(0o755)
+    return path
+
+
 def _ensure_queue(install: SgeInstall) -> None:
+    wanted = {**QUEUE_SETTINGS, "starter_method": str(_write_starter(install))}
     shown = _qconf(install, "-sq", QUEUE, check=False)
     if shown.returncode != 0:
-        settings, _ = _apply_settings(_queue_template(install), {"qname": QUEUE, **QUEUE_SETTINGS})
+        settings, _ = _apply_settings(_queue_template(install), {"qname": QUEUE, **wanted})
         _load_file(install, "-Aq", "queue", render_settings(settings))
         return
     current = parse_settings(shown.stdout)
     # slots keeps its per-host entries ("1,[bench-m01=2]"); only the default part is compared.
-    for key, value in QUEUE_SETTINGS.items():
+    for key, value in wanted.items():
         have = current.get(key, "")
         if key in ("slots", "seq_no"):
             have = have.split(",")[0]

@@ -133,9 +133,7 @@ def test_workspace_ctl_sees_members(cluster: ClusterPaths) -> None:
 
 
 def test_array_job_uses_both_members_within_static_cores(cluster: ClusterPaths, workdir: Path) -> None:
-    # SGE exports the per-job directory as TMPDIR and TMP; glibc drops TMPDIR on the way into the
-    # job here (secure-exec), so the test reads TMP.
-    job = script(workdir, f'sleep 2; echo "$SGE_TASK_ID $(hostname) $TMP" > {workdir}/out.$SGE_TASK_ID')
+    job = script(workdir, f'sleep 2; echo "$SGE_TASK_ID $(hostname) $TMPDIR" > {workdir}/out.$SGE_TASK_ID')
     job_id = qsub("-t", "1-40", "-l", "static_cores=1,static_mem=512M", "-o", "/dev/null", "-j", "y", str(job))
     records = wait_for_tasks(job_id, 40, timeout_s=400)
     assert sorted(r.task_id for r in records) == list(range(1, 41))
@@ -145,7 +143,7 @@ def test_array_job_uses_both_members_within_static_cores(cluster: ClusterPaths, 
     assert all(peak <= 2 for peak in peaks.values()), peaks  # static_cores=2 on each member
     outputs = sorted(workdir.glob("out.*"))
     assert len(outputs) == 40
-    # every task ran with a per-job temporary directory on its member's /scratch
+    # every task ran with a per-job $TMPDIR on its member's /scratch
     assert all(line.split()[2].startswith("/scratch/") for line in (p.read_text() for p in outputs))
 
 
