@@ -201,8 +201,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="phases per server, alternating which goes first (default 1; 2 = ABBA)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the phase and session-length jitter")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    parser.add_argument("--keep-dir", type=Path, help="run in this directory and keep the server logs")
-    return parser.parse_args(argv)
+    parser.add_argument("--keep-dir", type=Path,
+                        help="run in this new or empty directory and keep the servers' logs and state")
+    args = parser.parse_args(argv)
+    if args.keep_dir is not None and args.keep_dir.exists() and any(args.keep_dir.iterdir()):
+        # a previous run's SQLite file would carry its members into this run
+        parser.error(f"--keep-dir {args.keep_dir} is not empty; give a new or empty directory")
+    return args
 
 
 async def _main(args: argparse.Namespace, console: Console) -> int:

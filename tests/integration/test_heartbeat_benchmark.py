@@ -52,9 +52,10 @@ def test_tiny_run_prints_figures_for_manager_and_echo(tmp_path: Path) -> None:
     assert "hb-bench-0000" in manager_log
 
 
-def test_bad_arguments_are_refused_before_any_server_starts() -> None:
+def test_bad_arguments_are_refused_before_any_server_starts(tmp_path: Path) -> None:
+    (tmp_path / "old-run.log").write_text("left from an earlier run")
     for args, message in ((("--agents", "0"), "--agents"), (("--seconds", "nine"), "is not a float"),
-                          (("--interval", "0"), "--interval")):
+                          (("--interval", "0"), "--interval"), (("--keep-dir", str(tmp_path)), "is not empty")):
         result = run_benchmark(*args, timeout_s=60)
         assert result.returncode == 2, result.stdout + result.stderr
         assert message in result.stderr
