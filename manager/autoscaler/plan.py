@@ -11,9 +11,10 @@ the same decision. The rules, from the seed and issue 5:
   operation retires them (and, in static mode, replaces them).
 - Static mode holds exactly N live members.
 - Dynamic mode: demand (tasks that could run, see `demand`) is packed first-fit decreasing onto the
-  free space of the live members (REQUESTED/JOINING ones count as empty members on their way), then
-  onto new members of the resource model; the number of new members is launched in one operation
-  (a burst is met at once), clamped so the cluster stays within [min, max].
+  free space of the members SGE can use now (in its fill order), then onto the members on their way
+  (REQUESTED, JOINING, READY not yet in qhost: empty members of the model), then onto new members.
+  The new members needed are launched in one operation (a burst is met at once), clamped so the
+  cluster stays within [min, max].
 - A member is removed only when it runs no job and is at least `min_age_s` old; in dynamic mode it
   must also have been idle for `idle_s` and hold none of the pending demand in the packing (so what
   remains still fits the demand), and never below min.
@@ -249,19 +250,24 @@ def _plan_dynamic(
 ) -> Decision:
     live = len(census.live)
     dead_ids = tuple(m.member_id for m in census.dead)
-    free = [_free_space(m, capacity) for m in census.live]
-    packing = pack(demand.by_shape, free, capacity)
+    # SGE places pending tasks on the members it can use now, in fill order; members on their way
+    # get what is left, then new members.
+    order = sorted(range(live), key=lambda index: not _usable_now(census.live[index]))
+    packing = pack(demand.by_shape, [_free_space(census.live[index], capacity) for index in order], capacity)
+    placed = [0] * live
+    for position, index in enumerate(order):
+        placed[index] = packing.placed[position]
     needed = packing.new_members
     base = replace(base, needed_members=needed)
     counted = census.counted_after_retiring
     span = f"dynamic mode [{config.min_members}, {config.max_members}], {live} live"
-    idle = _idle_surplus(census, packing.placed, config, now)
+    idle = _idle_surplus(census, placed, config, now)
     if counted > config.max_members:
         # The max was lowered: surplus members go even if not idle for long (but never one running a
         # job or younger than the minimum age); idle ones go as usual, so the next pass has no more.
         excess = min(counted - config.max_members, max(0, live - config.min_members))
         forced = [
-            m.member_id for m in _removal_order(census.live, packing.placed)
+            m.member_id for m in _removal_order(census.live, placed)
             if _removable(m, config, now) and m.member_id not in idle
         ]
         chosen = idle + tuple(forced[: max(0, excess - len(idle))])
@@ -316,10 +322,15 @@ def _idle_surplus(
     return tuple(m.member_id for m in _removal_order(candidates)[:surplus])
 
 
+def _usable_now(member: MemberView) -> bool:
+    """SGE can place tasks on it now: READY and reporting in qhost."""
+    return member.state == READY and member.in_sge
+
+
 def _free_space(member: MemberView, capacity: Shape) -> Shape:
-    """Free space a member offers: what SGE reports for a READY member it knows, a whole member of
-    the resource model for one still on its way (no job can be on it yet)."""
-    if member.state == READY and member.in_sge:
+    """Free space a member offers: what SGE reports for a member it can use, a whole member of the
+    resource model for one still on its way (no job can be on it yet)."""
+    if _usable_now(member):
         return (member.free_cores, member.free_memory_bytes)
     return capacity
 

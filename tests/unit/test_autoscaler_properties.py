@@ -8,6 +8,7 @@ deliberately naive task-by-task reference, independent of the planner's bulk ari
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 from hypothesis import HealthCheck, assume, event, given, settings
@@ -31,7 +32,12 @@ from manager.autoscaler.packing import ffd_order, fits, pack
 GIB = 1024**3
 MIB = 1024**2
 NOW = 1_000_000.0
-CASES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# AUTOSCALER_EXAMPLES=5000 for a deeper search than the quick default.
+CASES = settings(
+    max_examples=int(os.environ.get("AUTOSCALER_EXAMPLES", "200")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 # Mostly READY members, every other state now and then.
 STATE_WEIGHTS = ["READY"] * 6 + sorted(MEMBER_STATES - {"READY"})
@@ -63,7 +69,7 @@ def configs(draw: st.DrawFn, mode: str | None = None) -> ScalerConfig:
 @st.composite
 def members(draw: st.DrawFn, config: ScalerConfig) -> tuple[MemberView, ...]:
     cores, memory = usable_capacity(config)
-    count = draw(st.integers(0, 14))
+    count = draw(st.integers(0, 10))
     result = []
     for index in range(count):
         state = draw(st.sampled_from(STATE_WEIGHTS))
@@ -72,8 +78,9 @@ def members(draw: st.DrawFn, config: ScalerConfig) -> tuple[MemberView, ...]:
         age = draw(st.sampled_from([0.0, 30.0, 200.0, 299.0, 300.0, 1000.0, 5000.0]))
         joined_at = None if state == "REQUESTED" else NOW - age
         idle_for = draw(st.sampled_from([0.0, 100.0, 119.0, 120.0, 300.0, 5000.0]))
-        free_cores = draw(st.integers(0, cores - 1)) if busy else cores
-        free_memory = draw(st.integers(0, memory // MIB)) * MIB if busy else memory
+        used = draw(st.integers(1, 100)) if busy else 0  # percent of the member in use
+        free_cores = min(cores - 1, cores * (100 - used) // 100) if busy else cores
+        free_memory = memory * (100 - used) // 100
         result.append(
             MemberView(
                 member_id=f"m{index:02d}",
@@ -94,19 +101,20 @@ def members(draw: st.DrawFn, config: ScalerConfig) -> tuple[MemberView, ...]:
 @st.composite
 def jobs(draw: st.DrawFn, config: ScalerConfig, blocked: bool = True) -> tuple[PendingJob, ...]:
     cores, _ = usable_capacity(config)
-    count = draw(st.integers(0, 8))
+    count = draw(st.integers(0, 7))
     result = []
     for job_id in range(1, count + 1):
         start = draw(st.integers(1, 50))
+        hold = draw(st.integers(0, 12)) if blocked else 12  # 0: held, 1: dependency, 2: error
         result.append(
             PendingJob(
                 job_id=job_id,
                 cores=draw(st.integers(1, cores + 2)),  # some oversize
                 memory_bytes=draw(st.sampled_from(MEMORY_CHOICES)),
                 task_ranges=((start, start + draw(st.integers(0, 60)), draw(st.integers(1, 3))),),
-                held=blocked and draw(st.integers(0, 9)) == 0,
-                waiting_on_dependency=blocked and draw(st.integers(0, 9)) == 0,
-                error=blocked and draw(st.integers(0, 9)) == 0,
+                held=hold == 0,
+                waiting_on_dependency=hold == 1,
+                error=hold == 2,
             )
         )
     return tuple(result)
@@ -127,9 +135,14 @@ def cases(draw: st.DrawFn, mode: str | None = None) -> tuple[ScalerConfig, Snaps
 
 @st.composite
 def quiet_cases(draw: st.DrawFn) -> tuple[ScalerConfig, Snapshot]:
-    """Dynamic clusters of READY members, some idle, with a little demand: scale-down territory."""
-    config = draw(configs("dynamic"))
-    cluster = tuple(m for m in draw(members(config)) if m.state == "READY" and m.in_sge)
+    """Dynamic clusters of READY members, idle ones removable at once, with a little demand that
+    fits: scale-down territory, where keeping the members the demand needs matters."""
+    config = replace(draw(configs("dynamic")), min_age_s=0.0, idle_s=0.0)
+    cluster = tuple(
+        replace(m, state="READY", in_sge=True, joined_at=m.joined_at or NOW - 60,
+                idle_since=None if m.running_jobs else (m.idle_since or NOW - 60))
+        for m in draw(members(config))
+    )
     small = tuple(replace(j, task_ranges=((1, 1 + j.tasks % 4, 1),)) for j in draw(jobs(config, blocked=False)))
     return config, Snapshot(members=cluster, pending=small)
 
@@ -208,7 +221,13 @@ def carry_out(
     for index in range(decision_add):
         arrived.append(MemberView(f"new{index:02d}", "READY", capacity[0], capacity[1], capacity[0],
                                   capacity[1], joined_at=NOW, idle_since=NOW, in_sge=True))
-    schedulable = [m for m in arrived if m.state == "READY" and m.in_sge]
+    # SGE's order, as the planner assumes it: members it could use at planning time, then the ones
+    # that arrived since, then the new ones.
+    usable_before = {m.member_id for m in snapshot.members if m.state == "READY" and m.in_sge}
+    schedulable = sorted(
+        (m for m in arrived if m.state == "READY" and m.in_sge),
+        key=lambda m: (m.member_id not in usable_before, m.member_id.startswith("new")),
+    )
     free = [[m.free_cores, m.free_memory_bytes] for m in schedulable]
     tasks, opened, left = place_task_by_task(runnable_tasks(snapshot, config), free, capacity, new_allowed=0)
     assert opened == 0
@@ -272,6 +291,24 @@ def test_never_removes_a_young_or_busy_member(case: tuple[ScalerConfig, Snapshot
         if config.mode == "dynamic" and counted(snapshot.members) - dead <= config.max_members:
             # Not above a lowered max: only members idle for idle_s go.
             assert member.idle_since is not None and NOW - member.idle_since >= config.idle_s, member
+
+
+@CASES
+@given(cases(mode="static"))
+def test_static_mode_reaches_exactly_n_live_members(case: tuple[ScalerConfig, Snapshot]) -> None:
+    config, snapshot = case
+    kept: list[MemberView] = []
+    for m in snapshot.members:
+        full = m.state in LIVE_STATES and live(tuple(kept)) >= config.static_members
+        if full or m.state in ("DRAINING", "DRAINED"):
+            continue
+        kept.append(m)
+    snapshot = replace(snapshot, history=LaunchHistory(), members=tuple(kept))
+    decision = plan(snapshot, config, NOW)
+    removed_live = sum(1 for m in snapshot.members if m.member_id in decision.remove_ids and m.state in LIVE_STATES)
+    assert removed_live == 0
+    assert live(snapshot.members) + decision.add_count == config.static_members
+    assert {m.member_id for m in snapshot.members if m.state in DEAD_STATES} == set(decision.remove_ids)
 
 
 @CASES
