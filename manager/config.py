@@ -54,6 +54,7 @@ class ManagerConfig:
     dedicated_manager: bool = False
     economy: bool = False
     max_launch_failures: int = 3
+    stabilise_timeout_s: float = 1800.0  # an operation not settled by then is closed (and counted as failed)
     brake_backoff_s: float = 300.0
     data_root: Path = Path("/data")
     advertise_address: str = ""  # HOST:PORT members dial; default: the first listen address
@@ -191,6 +192,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--economy", action="store_const", const=True, help="launch spot members")
     a("--max-launch-failures", type=int)
     a("--brake-backoff", dest="brake_backoff_s", type=float)
+    a("--stabilise-timeout", dest="stabilise_timeout_s", type=float,
+      help="seconds a scale operation gets to stabilise before it is closed as failed")
     a("--data-root", type=Path)
     a("--advertise-address", help="HOST:PORT new members dial (default: the first --listen)")
     a("--command-timeout", dest="command_timeout_s", type=float)

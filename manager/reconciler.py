@@ -60,6 +60,7 @@ class Reconciler:
         self._idle_since: dict[str, float] = {}
         self._logged_ignored: set[int] = set()
         self._last_logged: tuple[str, str] | None = None
+        self._first_pass = True
 
     @classmethod
     def from_config(cls, manager: ClusterManager) -> Reconciler:
@@ -95,6 +96,9 @@ class Reconciler:
         seen = await self._observe()
         await self._sge_join_pass(seen)
         self._adopt_unknown_nodes(seen)
+        if self._first_pass:
+            self._close_unrecorded_launch()
+            self._first_pass = False
         await self.drains.advance_all(seen.tasks_by_host)
         self._finish_stop()
         if self.provider is None or self.manager.state != "running":
@@ -162,6 +166,17 @@ class Reconciler:
                 detail["member_ids"] = sorted({*detail.get("member_ids", []), node.node_id})
                 self.manager.store.update_operation(op["id"], detail=detail)
 
+    def _close_unrecorded_launch(self) -> None:
+        """After a restart: a launch operation with no member recorded and no unknown node at the
+        provider never reached the provider (the manager died first). Close it so planning resumes
+        now instead of after the stabilise timeout; the next decision launches what is still needed."""
+        op = self.manager.store.active_operation()
+        if op is None or op["kind"] not in ("up", "replace") or op["detail"].get("member_ids"):
+            return
+        self.manager.store.update_operation(op["id"], state="failed", finished_at=self.manager.clock(),
+                                            detail={**op["detail"], "error": "manager restarted before the launch"})
+        log.warning("closed a launch the previous manager never carried out", op=op["id"])
+
     def _finish_stop(self) -> None:
         manager = self.manager
         if manager.state == "stopping" and not any(m.is_member and m.state in LIVE for m in manager.registry.all()):
@@ -179,7 +194,7 @@ class Reconciler:
             hard_limit=c.hard_limit, headroom_cores=c.headroom_cores,
             headroom_memory_bytes=c.headroom_memory_bytes, dedicated_manager=c.dedicated_manager,
             min_age_s=c.min_age_s, idle_s=c.idle_s, max_consecutive_failures=c.max_launch_failures,
-            brake_backoff_s=c.brake_backoff_s)
+            brake_backoff_s=c.brake_backoff_s, stabilise_timeout_s=c.stabilise_timeout_s)
 
     def _snapshot(self, seen: Observation) -> Snapshot:
         now = self.manager.clock()
@@ -250,8 +265,10 @@ class Reconciler:
         store, now = self.manager.store, self.manager.clock()
         op = store.active_operation()
         if decision.op_settled and op is not None:
-            store.update_operation(op["id"], state="done", finished_at=now)
-            log.info("operation stabilised", op=op["id"], kind=op["kind"])
+            store.update_operation(op["id"], state="timed-out" if decision.op_timed_out else "done", finished_at=now)
+            if decision.op_timed_out and op["kind"] in ("up", "replace"):
+                self._count_launch_failure()  # members that never became READY are a failed launch
+            log.info("operation closed", op=op["id"], kind=op["kind"], timed_out=decision.op_timed_out)
         if decision.action in (Action.NONE, Action.BRAKE):
             return
         decision_id = (store.last_decision() or {}).get("id")
@@ -259,12 +276,11 @@ class Reconciler:
         op_id = store.begin_operation(kind, decision_id, now, {
             "target": decision.target_members, "member_ids": [], "removed_ids": list(decision.remove_ids)})
         for member_id in decision.remove_ids:
-            self._start_drain(member_id, f"scaler-decision:{decision_id}", decision.reason,
-                              scale_down=decision.action == Action.SCALE_DOWN)
+            self._start_drain(member_id, f"scaler-decision:{decision_id}", decision.reason)
         if decision.add_count:
             await self._launch(op_id, decision.add_count, decision_id)
 
-    def _start_drain(self, member_id: str, stimulus: str, reason: str, scale_down: bool) -> None:
+    def _start_drain(self, member_id: str, stimulus: str, reason: str) -> None:
         member = self.manager.registry.get(member_id)
         if member is None or member.state in (MemberState.DRAINING, MemberState.DRAINED, MemberState.TERMINATED):
             return
@@ -272,11 +288,18 @@ class Reconciler:
         drain = {"step": "start", "progress": "queued",
                  # a dead member's jobs cannot finish there: reschedule them at once
                  "deadline": self.manager.clock() if dead else 0.0,
-                 "abort_if_busy": scale_down}
+                 # the scaler chose an idle READY member: a job that slipped in cancels its removal
+                 "abort_if_busy": member.state == MemberState.READY}
         if member.state == MemberState.INTERRUPTED:
             self.manager.registry.update(member_id, drain={**drain, **member.drain})
             return
         self.manager.registry.transition(member_id, MemberEvent.DRAIN_REQUESTED, stimulus, reason, drain=drain)
+
+    def _count_launch_failure(self) -> int:
+        store = self.manager.store
+        failures = int((store.get_json("launch_history") or {}).get("failures", 0)) + 1
+        store.set_json("launch_history", {"failures": failures, "last_failure_at": self.manager.clock()})
+        return failures
 
     async def _launch(self, op_id: int, count: int, decision_id: int | None) -> None:
         assert self.provider is not None
@@ -288,9 +311,7 @@ class Reconciler:
         try:
             nodes = await self.provider.create(count, spec)
         except ProviderError as exc:
-            history = store.get_json("launch_history") or {}
-            failures = int(history.get("failures", 0)) + 1
-            store.set_json("launch_history", {"failures": failures, "last_failure_at": self.manager.clock()})
+            failures = self._count_launch_failure()
             store.update_operation(op_id, state="failed", finished_at=self.manager.clock(),
                                    detail={"target": 0, "error": str(exc)})
             log.error("launch failed", count=count, error=str(exc), consecutive_failures=failures)
