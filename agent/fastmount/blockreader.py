@@ -69,7 +69,6 @@ async def wait_future(future: Future[Fetched]) -> Fetched:
 class _Block:
     future: Future[Fetched]
     reserved: int
-    observed: bool = False
 
 
 class PrefetchingReader:
@@ -126,9 +125,10 @@ class PrefetchingReader:
                 return await self._read_direct(offset, size)
             return await self._assemble(offset, size, plan.demand)
         self._drop_outside(range(plan.keep_from, max(plan.ahead.stop, plan.demand.stop)))
-        if self._speed.fast and not have_demand:
+        if not have_demand and self._speed.read_inline():
             # Measured fast (page-cached) source: a thread hand-off costs more than the read, and the
             # kernel's own read-ahead already keeps requests coming. Read inline, no read-ahead.
+            # (Also the occasional timed probe of a source currently judged slow.)
             return self._read_inline(offset, size)
         for index in plan.demand:
             if index not in self._blocks:
@@ -149,10 +149,9 @@ class PrefetchingReader:
         return data
 
     async def _read_direct(self, offset: int, size: int) -> bytes:
-        if self._speed.fast:
+        if self._speed.read_inline():
             return self._read_inline(offset, size)
-        data, seconds = await trio.to_thread.run_sync(timed_pread, self._fd, size, offset)
-        self._speed.observe(len(data), seconds)
+        data, _seconds = await trio.to_thread.run_sync(timed_pread, self._fd, size, offset)
         return data
 
     async def _assemble(self, offset: int, size: int, demand: range) -> bytes | memoryview:
@@ -162,17 +161,13 @@ class PrefetchingReader:
         pieces: list[memoryview] = []
         for index, block in blocks:
             try:
-                data, seconds = await wait_future(block.future)
+                data, _seconds = await wait_future(block.future)
             except CancelledError:
                 data = await self._read_direct(index * bs, self._block_len(index))
             except OSError as exc:
                 if self._blocks.get(index) is block:
                     self._drop(index)  # let a retry fetch it again
                 raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
-            else:
-                if not block.observed:
-                    block.observed = True
-                    self._speed.observe(len(data), seconds)
             start = max(0, offset - index * bs)
             stop = min(len(data), offset + size - index * bs)
             pieces.append(memoryview(data)[start:stop])

@@ -62,7 +62,7 @@ class FastMountFS(pyfuse3.Operations):
         source: str,
         cache: CacheConfig | None = None,
         prefetch: PrefetchConfig | None = None,
-        memory_budget: int = 512 * 1024 * 1024,
+        memory_budget: int = 256 * 1024 * 1024,
         fetch_threads: int = 16,
     ) -> None:
         super().__init__()

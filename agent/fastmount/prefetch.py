@@ -142,11 +142,13 @@ class MemoryBudget:
 @dataclass(frozen=True)
 class SpeedConfig:
     """What counts as a fast source: a request costing at most `fixed_cost_s` plus its bytes at
-    `fast_bandwidth` bytes/s (a page-cached local file). `smoothing` weighs the newest observation."""
+    `fast_bandwidth` bytes/s (a page-cached local file). `smoothing` weighs the newest observation;
+    a source judged slow is re-measured on every `probe_every`-th read that has to go to the source."""
 
     fixed_cost_s: float = 0.0003
     fast_bandwidth: float = 1.0 * 1024 * MiB
     smoothing: float = 0.2
+    probe_every: int = 32
 
 
 class SourceSpeed:
@@ -154,12 +156,14 @@ class SourceSpeed:
 
     Measured, not configured: on a page-cached local source a thread hand-off costs more than the read
     itself (and parallel reads only contend for the same cores), while on a slow store parallel
-    read-ahead is what hides the latency. Unknown until the first observation, which counts as slow.
+    read-ahead is what hides the latency. Only inline reads are timed: reads running in parallel
+    threads take longer each even on a fast source, which would make it look slow forever.
     """
 
     def __init__(self, config: SpeedConfig | None = None) -> None:
         self._config = config or SpeedConfig()
         self._ratio: float | None = None  # smoothed observed time / time a fast source would take
+        self._since_probe = 0
 
     def observe(self, nbytes: int, seconds: float) -> None:
         expected = self._config.fixed_cost_s + nbytes / self._config.fast_bandwidth
@@ -172,3 +176,14 @@ class SourceSpeed:
     @property
     def fast(self) -> bool:
         return self._ratio is not None and self._ratio < 1.0
+
+    def read_inline(self) -> bool:
+        """True to read this request inline (and time it): always while fast or unknown, now and then while
+        slow so a source that became fast (its data got cached, say) is noticed."""
+        if self._ratio is None or self.fast:
+            return True
+        self._since_probe += 1
+        if self._since_probe >= self._config.probe_every:
+            self._since_probe = 0
+            return True
+        return False

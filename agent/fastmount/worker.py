@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mount-path", required=True, help="empty directory to mount on")
     parser.add_argument("--stats-file", type=Path, help="JSON file for bytes_read/errors/opens")
     parser.add_argument("--stats-interval", type=float, default=2.0, help="seconds between stats writes")
-    parser.add_argument("--memory-budget-mib", type=int, default=512,
+    parser.add_argument("--memory-budget-mib", type=int, default=256,
                         help="read-ahead buffers of all open files together (MiB)")
     parser.add_argument("--max-window-mib", type=int, default=64, help="largest read-ahead window per file")
     parser.add_argument("--fetch-threads", type=int, default=16, help="parallel block reads of the source")
@@ -95,7 +95,7 @@ def keep_freed_memory_for_reuse() -> None:
     """
     libc = ctypes.CDLL(None)
     libc.mallopt(M_MMAP_THRESHOLD, 64 * MiB)
-    libc.mallopt(M_TRIM_THRESHOLD, 1024 * MiB)
+    libc.mallopt(M_TRIM_THRESHOLD, 256 * MiB)
 
 
 async def _serve(fs: FastMountFS, args: argparse.Namespace) -> None:

@@ -10,6 +10,7 @@ from agent.fastmount.prefetch import (
     MiB,
     PrefetchConfig,
     SourceSpeed,
+    SpeedConfig,
     WindowState,
     plan_read,
 )
@@ -134,13 +135,16 @@ def test_budget_read_ahead_never_exceeds_capacity(ops: list[tuple[bool, int]]) -
 
 
 def test_source_speed_learns_from_observations() -> None:
-    speed = SourceSpeed()
-    assert not speed.fast  # unknown counts as slow: parallel read-ahead is the safe default
+    speed = SourceSpeed(SpeedConfig(probe_every=4))
+    assert not speed.fast
+    assert speed.read_inline()  # unknown: measure it with the first read
     speed.observe(MiB, 0.0002)  # a page-cached local file: ~5 GB/s
-    assert speed.fast
+    assert speed.fast and speed.read_inline()
     for _ in range(10):
         speed.observe(MiB, 0.020)  # a network store: 20 ms per MiB
     assert not speed.fast
+    # while slow, reads go to threads, with a timed inline probe every 4th read
+    assert [speed.read_inline() for _ in range(8)] == [False, False, False, True] * 2
 
 
 def test_config_rejects_nonsense() -> None:
