@@ -286,6 +286,35 @@ def _ensure_submit_host(install: SgeInstall, hostname: str) -> None:
         _qconf(install, "-as", hostname)
 
 
+PLACEHOLDER_EXECHOST = """hostname {hostname}
+load_scaling NONE
+complex_values slots=0,static_cores=0,static_mem=0
+user_lists NONE
+xuser_lists NONE
+projects NONE
+xprojects NONE
+usage_scaling NONE
+report_variables NONE
+"""
+
+
+def _ensure_placeholder_instance(install: SgeInstall, manager_hostname: str) -> None:
+    """SGE 8.1.9's qsub exits 1 ("job is not allowed to run in any queue") while the queue has no
+    instance at all, which is the normal state of a dynamic cluster with no members yet. A disabled,
+    zero-capacity instance on the manager node (which runs no execd) keeps submissions working and
+    never receives a job."""
+    hosts = _qconf(install, "-sel", check=False).stdout.split()
+    if manager_hostname not in hosts:
+        _load_file(install, "-Ae", "exechost", PLACEHOLDER_EXECHOST.format(hostname=manager_hostname))
+    group = _qconf(install, "-shgrp", HOSTGROUP).stdout.replace("\\", " ").split()
+    if manager_hostname not in group:
+        _qconf(install, "-aattr", "hostgroup", "hostlist", manager_hostname, HOSTGROUP)
+    _qconf(install, "-mattr", "queue", "slots", "0", f"{QUEUE}@{manager_hostname}")
+    _qconf(install, "-mattr", "queue", "seq_no", "0", f"{QUEUE}@{manager_hostname}")
+    subprocess.run([str(install.bin_dir / "qmod"), "-d", f"{QUEUE}@{manager_hostname}"], env=install.env(),
+                   capture_output=True, text=True, timeout=QCONF_TIMEOUT_S, check=False)
+
+
 def configure(install: SgeInstall, manager_hostname: str) -> None:
     """Everything cluster-wide; per-member exec host setup is the manager's SGE adapter's job."""
     _ensure_global_config(install)
@@ -294,6 +323,7 @@ def configure(install: SgeInstall, manager_hostname: str) -> None:
     _ensure_hostgroup(install)
     _ensure_queue(install)
     _ensure_submit_host(install, manager_hostname)
+    _ensure_placeholder_instance(install, manager_hostname)
 
 
 def bring_up(install: SgeInstall, manager_hostname: str) -> int:

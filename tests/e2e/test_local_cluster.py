@@ -75,6 +75,21 @@ def test_not_root_is_refused(tmp_path: Path) -> None:
     assert not state_root.exists()
 
 
+def test_missing_sge_is_refused(tmp_path: Path) -> None:
+    """SGE hidden in a private mount namespace (an empty tmpfs over its directory), as on a machine
+    where the packages were never installed."""
+    require_sge()
+    state_root = tmp_path / "state"
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           'mount -t tmpfs none /usr/lib/gridengine && exec "$@"', "sh",
+                           str(BIN / "bench-cluster"), "--state-root", str(state_root), "up", "--members", "1",
+                           "--port", PORT], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "Sun Grid Engine is not installed" in " ".join(proc.stderr.split())
+    assert "install-system-deps.sh" in proc.stderr
+    assert not state_root.exists()
+
+
 # --- a running two-member cluster ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
