@@ -82,13 +82,13 @@ def validate_mount_spec(
 
     target = _lexical(mount_path, "mount path")
     if not _is_strictly_below(target, mounts_root):
-        raise _invalid(f"mount path {mount_path!r} is not below {mounts_root}; use {mounts_root}/<name>")
+        raise _invalid(f"mount path {mount_path!r} is not under {mounts_root}; use {mounts_root}/<name>")
     # A symlink anywhere below the mounts root could point the mount somewhere else on the node.
     real_target = PurePosixPath(os.path.realpath(target))
     if real_target != real_mounts_root / target.relative_to(mounts_root):
         raise _invalid(
             f"mount path {mount_path!r} goes through a symlink (it resolves to {real_target}); "
-            f"use a plain directory name below {mounts_root}"
+            f"use a plain directory name under {mounts_root}"
         )
     if os.path.lexists(target) and not os.path.isdir(target):
         raise MountValidationError(
@@ -98,7 +98,7 @@ def validate_mount_spec(
     src = _lexical(source, "source")
     if not _is_strictly_below(src, root):
         raise _invalid(
-            f"source {source!r} is not below {root}; use a directory such as {root}/project/<name>"
+            f"source {source!r} is not under {root}; use a directory such as {root}/project/<name>"
         )
     if _overlaps(src, mounts_root):
         raise _invalid(f"source {source!r} is inside {mounts_root}; mount project data, not another mount")
@@ -106,7 +106,7 @@ def validate_mount_spec(
     if not _is_strictly_below(real_src, real_root) or _overlaps(real_src, real_mounts_root):
         raise _invalid(
             f"source {source!r} resolves through a symlink to {real_src}, outside {root} (or inside "
-            f"{mounts_root}); give a source whose real location is below {root}"
+            f"{mounts_root}); give a source whose real location is under {root}"
         )
     try:
         src_stat = os.stat(real_src)
