@@ -66,6 +66,11 @@ AGENT_PROBE_DROPIN = """[Service]
 ExecStartPost=/bin/sh -c 'if touch /etc/bench-sandbox-probe 2>/dev/null; then r=writable; else r=read-only; fi; \
 if touch /data/logs/.probe 2>/dev/null; then w=writable; else w=read-only; fi; \
 echo "etc=$r data_logs=$w" > /data/logs/agent-sandbox-probe'
+# The recipe for mounts that SGE jobs can see: join PID 1's mount namespace first (the unit allows
+# exactly this: CAP_SYS_CHROOT, RestrictNamespaces=mnt, setns in the syscall filter).
+ExecStartPost=/usr/bin/nsenter --mount=/proc/1/ns/mnt -- /bin/sh -c 'mountpoint -q /data/mounts/setns-probe || \
+{ mkdir -p /data/mounts/setns-probe && mount -t tmpfs -o size=1m probe /data/mounts/setns-probe && \
+echo made-in-agent-unit > /data/mounts/setns-probe/hello; }'
 """
 
 DRIVER_UNIT = """[Unit]
@@ -99,6 +104,7 @@ wait_active() {
 }
 for d in bench-manager bench-agent; do wait_active "$d" || echo "$d never became active" >> "$R/driver.log"; done
 for u in bench-first-boot bench-manager bench-agent sge-qmaster; do show "$u" "initial-$u.txt"; done
+journalctl -b --no-pager > "$R/journal-initial.txt" 2>&1
 for d in bench-manager bench-agent; do
   pid=$(prop "$d" MainPID)
   awk '$5 == "/" {print $6}' "/proc/$pid/mountinfo" | tail -n 1 > "$R/rootfs-$d.txt"
@@ -112,6 +118,19 @@ for _ in $(seq 1 60); do
     cluster members --output json > "$R/members.json" 2>> "$R/driver.log" && grep -q READY "$R/members.json" && break
   sleep 0.5
 done
+# A mount made by the sandboxed agent must be visible where SGE jobs run (outside the agent's unit).
+mkdir -p /data/project/src && echo hello-from-source > /data/project/src/hello.txt
+agent_pid=$(prop bench-agent MainPID)
+/opt/bench/venv/bin/workspace-ctl --manager 127.0.0.1:50051 --token-file /etc/bench/user.token data create-mount \
+  --mount-path /data/mounts/probe --source /data/project/src --mode read-write > "$R/create-mount.txt" 2>&1
+for _ in $(seq 1 40); do
+  grep -q " /data/mounts/probe " "/proc/$agent_pid/mountinfo" && break
+  sleep 0.5
+done
+grep " /data/mounts/probe " "/proc/$agent_pid/mountinfo" > "$R/mount-in-agent.txt"
+grep " /data/mounts/probe " /proc/1/mountinfo > "$R/mount-outside.txt"
+cat /data/mounts/probe/hello.txt > "$R/mount-read-outside.txt" 2>&1
+cat /data/mounts/setns-probe/hello > "$R/setns-probe.txt" 2>&1
 cp /data/logs/agent-sandbox-probe /etc/bench/manager.toml /etc/bench/agent.toml "$R/" 2>> "$R/driver.log"
 stat -c '%a %U %G %n' /etc/bench/agent.token /etc/bench/user.token > "$R/tokens.txt"
 for d in bench-manager bench-agent; do
@@ -346,6 +365,26 @@ def test_agent_writes_only_inside_read_write_paths(booted: Path) -> None:
     writable = dict(line.split() for line in (booted / "writable-bench-agent.txt").read_text().splitlines())
     for path in ("/data/mounts", "/data/logs", "/scratch"):
         assert writable.get(path, "").split(",")[0] == "rw", f"{path} not writable for the agent: {writable}"
+
+
+def test_agent_can_mount_inside_its_sandbox(booted: Path) -> None:
+    assert (booted / "mount-in-agent.txt").read_text().strip(), (
+        f"the agent made no mount at /data/mounts/probe:\n{_tail(booted / 'create-mount.txt')}\n"
+        f"{_tail(booted / 'journal-bench-agent.txt')}")
+
+
+def test_agent_unit_can_mount_into_the_node_namespace(booted: Path) -> None:
+    """From inside bench-agent.service, setns() into PID 1's mount namespace makes a mount all can see."""
+    assert (booted / "setns-probe.txt").read_text().strip() == "made-in-agent-unit", (
+        f"{_tail(booted / 'setns-probe.txt')}\n{_tail(booted / 'journal-bench-agent.txt')}")
+
+
+@pytest.mark.xfail(strict=True, reason="agent mounts in its own process, so the mount stays inside the unit's "
+                   "private mount namespace (ProtectSystem=); fix: mount worker joins /proc/1/ns/mnt first")
+def test_agent_mounts_are_visible_outside_its_sandbox(booted: Path) -> None:
+    """What SGE jobs see: the mount must exist in the node's namespace, not only in the agent's unit."""
+    assert (booted / "mount-read-outside.txt").read_text().strip() == "hello-from-source", (
+        f"mount invisible outside bench-agent.service: {_tail(booted / 'mount-read-outside.txt')}")
 
 
 def test_manager_has_no_capabilities(booted: Path) -> None:
