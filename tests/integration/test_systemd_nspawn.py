@@ -150,6 +150,36 @@ echo done > "$R/finished"
 """
 
 
+MEMBER_HOST = "bench-member"
+MEMBER_USER_DATA = """#bench-cluster-userdata v1
+role = "member"
+cluster_id = "nspawn"
+manager_address = "bench-manager-host:50051"
+cluster_token = "nspawn-agent-token-0123456789"
+cores = 4
+memory_bytes = 17179869184
+scratch_bytes = 1073741824
+"""
+
+# The member boot has no manager to reach (private network): record what first boot set up, power off.
+MEMBER_DRIVER = r"""#!/bin/bash
+set -u
+R=/results
+for _ in $(seq 1 120); do
+  [ "$(systemctl show -p ActiveState --value bench-agent)" = active ] && break
+  sleep 0.5
+done
+for u in bench-first-boot bench-agent sge-execd bench-manager sge-qmaster; do
+  systemctl show -p ActiveState,SubState,UnitFileState "$u" > "$R/member-$u.txt"
+done
+cp /etc/bench/agent.toml "$R/member-agent.toml"
+cp /var/lib/gridengine/default/common/act_qmaster "$R/member-act_qmaster"
+ls /etc/bench > "$R/member-etc-bench.txt"
+journalctl -b --no-pager > "$R/member-journal.txt" 2>&1
+echo done > "$R/member-finished"
+"""
+
+
 def sh(*args: str | Path, timeout: float = 600, **kwargs: object) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([str(arg) for arg in args], capture_output=True, text=True, timeout=timeout,
                             check=False, **kwargs)  # type: ignore[call-overload]
@@ -252,6 +282,8 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         assert result.returncode == 0, f"install-node.sh failed in a clean root:\n{result.stdout[-3000:]}" \
                                        f"{result.stderr[-3000:]}"
         installed_at = time.monotonic()
+        # A pristine copy of the installed image for the member-role boot (test_member_role_*).
+        must("cp", "-a", "--reflink=auto", root, work / MEMBER_HOST, timeout=300)
 
         write(root / "etc/bench/user-data.toml", USER_DATA, 0o600)
         for daemon in DAEMONS:
@@ -279,13 +311,51 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     finally:
         keep = os.environ.get("BENCH_KEEP_NSPAWN_ROOT") == "1"
         if not keep:
-            sh("rm", "-rf", "--one-file-system", root, timeout=300)
+            for tree in (root, work / MEMBER_HOST):
+                sh("rm", "-rf", "--one-file-system", tree, timeout=300)
 
 
-def boot_container(root: Path, results: Path) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def member_booted(booted: Path) -> Path:
+    """The same installed image booted with member user-data."""
+    root = booted.parent / MEMBER_HOST
+    write(root / "etc/hostname", f"{MEMBER_HOST}\n")
+    write(root / "etc/bench/user-data.toml", MEMBER_USER_DATA, 0o600)
+    write(root / "etc/systemd/system/bench-test-driver.service", DRIVER_UNIT)
+    write(root / "usr/local/sbin/bench-test-driver", MEMBER_DRIVER, 0o755)
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "bench-test-driver.service").symlink_to("/etc/systemd/system/bench-test-driver.service")
+    results = booted.parent / "member-results"
+    results.mkdir()
+    boot = boot_container(root, results, MEMBER_HOST)
+    assert (results / "member-finished").exists(), f"member boot did not finish:\n{boot.stdout[-4000:]}"
+    return results
+
+
+def test_member_role_runs_agent_and_execd_only(member_booted: Path) -> None:
+    states = {unit: read_props(member_booted / f"member-{unit}.txt")
+              for unit in ("bench-agent", "sge-execd", "bench-manager", "sge-qmaster")}
+    assert states["bench-agent"]["ActiveState"] == "active", _tail(member_booted / "member-journal.txt")
+    assert states["bench-agent"]["UnitFileState"] == "enabled"
+    assert states["sge-execd"]["UnitFileState"] == "enabled"
+    assert states["bench-manager"]["UnitFileState"] == "disabled"
+    assert states["sge-qmaster"]["UnitFileState"] == "disabled"
+    assert states["bench-manager"]["ActiveState"] == "inactive"
+
+
+def test_member_role_points_agent_and_sge_at_the_manager(member_booted: Path) -> None:
+    agent = tomllib.loads((member_booted / "member-agent.toml").read_text())
+    assert (agent["manager"], agent["role"], agent["node_id"]) == ("bench-manager-host:50051", "member", MEMBER_HOST)
+    assert (agent["cores"], agent["memory_bytes"]) == (4, 16 * 1024**3)  # the launcher's resource model
+    assert (member_booted / "member-act_qmaster").read_text().strip() == "bench-manager-host"
+    assert "manager.toml" not in (member_booted / "member-etc-bench.txt").read_text().split()
+
+
+def boot_container(root: Path, results: Path, machine: str = "bench-node") -> subprocess.CompletedProcess[str]:
     """Boot until the driver powers off; on timeout ask the container to shut down before killing it."""
     argv = ["systemd-nspawn", "-D", str(root), "--boot", "--console=pipe", "--register=no", "--keep-unit",
-            "--private-network", f"--bind={results}:/results", "--machine=bench-node"]
+            "--private-network", f"--bind={results}:/results", f"--machine={machine}"]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         output, _ = process.communicate(timeout=BOOT_TIMEOUT_S)
