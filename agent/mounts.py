@@ -354,13 +354,13 @@ class MountManager:
         except RetryError as exc:
             last = exc.last_attempt.exception()
             message = last.message if isinstance(last, MountError) else str(last)
-            mount.state = MountState.STALE
-            await self._give_up(mount, f"could not remount after {RESTART_ATTEMPTS} attempts: {message}")
+            await self._give_up(mount, f"could not remount after {RESTART_ATTEMPTS} attempts: {message}",
+                                MountEvent.MOUNT_FAILED)
             return
         mount.apply(MountEvent.READY, f"recovered after: {lost_reason}")
 
-    async def _give_up(self, mount: _Mount, message: str) -> None:
+    async def _give_up(self, mount: _Mount, message: str, event: MountEvent = MountEvent.GIVE_UP) -> None:
         if mount.worker is not None:
             await mount.worker.stop()
         await lazy_unmount(mount.spec.mount_path)
-        mount.apply(MountEvent.GIVE_UP, message)
+        mount.apply(event, message)

@@ -280,3 +280,24 @@ def test_unmount_all_keeps_the_set_for_later(data_root: Path) -> None:
         assert [r.state for r in again] == ["mounted"]
 
     run_with(data_root, body)
+
+
+def test_a_worker_that_cannot_come_back_ends_failed_with_the_reason(data_root: Path) -> None:
+    spec = ro_spec(data_root)
+
+    async def body(mgr: MountManager) -> MountReportData:
+        await mgr.create(spec)
+        # the source vanishes, then the worker dies: every restart attempt must fail
+        os.rename(data_root / "project" / "p1", data_root / "project" / "p1-moved")
+        os.kill(await asyncio.to_thread(worker_pid, spec.mount_path), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            report = mgr.reports()[0]
+            if report.state == "failed":
+                return report
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"mount never gave up: {mgr.reports()}")
+
+    report = run_with(data_root, body)
+    assert "could not remount" in report.message and "not a directory" in report.message
+    assert not is_mounted(spec.mount_path)
