@@ -21,9 +21,9 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from benchcluster import sge_setup
 from benchcluster.options import UpOptions, UsageError
 from benchcluster.registry import RegistryMember, RegistryUnavailable, list_members
-from benchcluster.state import HOST_PROCESS_MARKER, ClusterPaths
+from benchcluster.state import HOST_PROCESS_MARKER, ClusterPaths, host_processes
 from common.auth import write_new_token
-from manager.providers import local_processes, netns
+from manager.providers import netns
 from manager.providers.local_config import CONFIG_NAME, PROCESS_MARKER, LocalClusterConfig
 from manager.sge.parse import parse_qhost
 
@@ -51,15 +51,18 @@ class Readiness:
 
 
 def check_no_leftovers(paths: ClusterPaths) -> None:
+    """Another cluster with its own state root (and port) may run beside this one; what must not
+    exist is a cluster, or the remains of one, in this state root."""
     leftovers = []
     if (paths.root / CONFIG_NAME).exists():
         leftovers.append(f"{paths.root / CONFIG_NAME}")
-    leftovers += [f"network namespace {name}" for name in netns.our_netns()]
-    if local_processes.marked_processes():
-        leftovers.append("running member processes")
+    if (paths.root / "members").exists():
+        leftovers.append(f"{paths.root / 'members'}")
+    if host_processes(paths):
+        leftovers.append("its manager processes")
     if leftovers:
-        raise UsageError("a local cluster is already up or was left behind ("
-                         + ", ".join(leftovers[:5]) + "); run `bench-cluster down` first")
+        raise UsageError(f"a local cluster is already up in {paths.root} or was left behind there ("
+                         + ", ".join(leftovers) + "); run `bench-cluster down` first")
 
 
 def _start_detached(argv: list[str], log_path: Path, marker: str) -> subprocess.Popen[bytes]:

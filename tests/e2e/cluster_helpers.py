@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from benchcluster import sge_setup
+from benchcluster.down import Scope
 from benchcluster.state import ClusterPaths, host_processes
 from manager.providers import local_processes, local_scratch, netns
 
@@ -94,21 +95,28 @@ def max_concurrency_by_host(records: list[TaskRecord]) -> dict[str, int]:
     return peaks
 
 
-def leftovers(paths: ClusterPaths, *, include_sge: bool = True) -> dict[str, list[str]]:
-    """Everything of a local cluster still on the machine (empty lists when clean)."""
+def leftovers(paths: ClusterPaths, scope: Scope | None = None, *, include_sge: bool = True) -> dict[str, list[str]]:
+    """Everything of the cluster in `paths` still on the machine (empty when clean). `scope` (taken
+    before `down`) limits the check to that cluster's members, so another engineer's or test's
+    cluster on the same machine does not count; without it every local cluster counts."""
     mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
     mounts = [line.split()[4] for line in mountinfo]
+    names = set(scope.hostnames) if scope else None
+    member_processes = (scope.member_processes() if scope else list(local_processes.marked_processes()))
     found = {
-        "netns": netns.our_netns(),
-        "veths": netns.our_veths(),
-        "member processes": [str(p) for p in local_processes.marked_processes()],
+        "netns": [n for n in netns.our_netns() if names is None or n in names],
+        "member processes": [str(p) for p in member_processes],
         "host processes": [str(p) for p in host_processes(paths)],
-        "mounts": [m for m in mounts if str(paths.root) in m or m == "/scratch" or m.startswith("/run/netns/bench")],
+        "mounts": [m for m in mounts if str(paths.root) in m or m == "/scratch" or (m.startswith("/run/netns/bench")
+                   and (names is None or m.rsplit("/", 1)[1] in names))],
         "loop devices": local_scratch.loops_backed_by(paths.root),
         "state": [str(paths.root)] if paths.root.exists() else [],
-        "hosts block": ["/etc/hosts"] if "bench-cluster" in Path("/etc/hosts").read_text() else [],
-        "bridge": ["benchbr0"] if netns.run(["ip", "link", "show", "benchbr0"], check=False).returncode == 0 else [],
     }
+    if scope is None:  # machine-wide parts, removed by the last cluster's down
+        found["veths"] = netns.our_veths()
+        found["hosts block"] = ["/etc/hosts"] if "bench-cluster" in Path("/etc/hosts").read_text() else []
+        found["bridge"] = ["benchbr0"] if netns.run(["ip", "link", "show", "benchbr0"],
+                                                     check=False).returncode == 0 else []
     if not include_sge:
         return {k: v for k, v in found.items() if v}
     install = sge_setup.SgeInstall()
@@ -117,8 +125,8 @@ def leftovers(paths: ClusterPaths, *, include_sge: bool = True) -> dict[str, lis
     try:
         hosts = sge("qconf", "-sel", check=False).stdout.split()
         admin = sge("qconf", "-sh", check=False).stdout.split()
-        found["exec hosts"] = [h for h in hosts if h.startswith("bench-m")]
-        found["admin hosts"] = [h for h in admin if h.startswith("bench-m")]
+        found["exec hosts"] = [h for h in hosts if h.startswith("bench-m") and (names is None or h in names)]
+        found["admin hosts"] = [h for h in admin if h.startswith("bench-m") and (names is None or h in names)]
     finally:
         if not was_running:
             sge_setup.stop_qmaster(install)

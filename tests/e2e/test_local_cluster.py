@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from benchcluster.down import Scope, find_scope
 from benchcluster.state import ClusterPaths
 from tests.conftest import require, require_root, require_sge
 from tests.e2e.cluster_helpers import (
@@ -55,12 +56,12 @@ def require_cluster_parts() -> None:
 def test_bad_input_is_refused_and_creates_nothing(tmp_path: Path, args: list[str], says: str) -> None:
     require_root()
     state_root = tmp_path / "state"
-    before = leftovers(ClusterPaths(state_root), include_sge=False)
     proc = bench_cluster(state_root, *args)
     assert proc.returncode == 2, proc.stderr
     assert says in " ".join(proc.stderr.split()), proc.stderr
     assert not state_root.exists()
-    assert leftovers(ClusterPaths(state_root), include_sge=False) == before
+    nothing_of_its_own = Scope(frozenset(), frozenset())  # other clusters may run on this machine
+    assert leftovers(ClusterPaths(state_root), nothing_of_its_own, include_sge=False) == {}
 
 
 def test_not_root_is_refused(tmp_path: Path) -> None:
@@ -103,9 +104,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterPaths]:
         assert up.returncode == 0, f"bench-cluster up failed:\n{up.stderr}"
         yield paths
     finally:
+        scope = find_scope(paths)
         down = bench_cluster(paths.root, "down", timeout_s=300)
         assert down.returncode == 0, f"bench-cluster down failed:\n{down.stderr}"
-        assert leftovers(paths) == {}
+        assert leftovers(paths, scope) == {}
 
 
 @pytest.fixture()

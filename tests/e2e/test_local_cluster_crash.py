@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from benchcluster.down import find_scope
 from benchcluster.state import ClusterPaths
-from manager.providers import local_processes, netns
-from tests.conftest import require
+from manager.providers import local_processes
 from tests.e2e.cluster_helpers import BIN, bench_cluster, leftovers
 from tests.e2e.test_local_cluster import require_cluster_parts
 
@@ -33,7 +33,6 @@ def wait_until(what: str, probe, timeout_s: float) -> None:
 def test_down_after_up_killed_mid_way(tmp_path: Path) -> None:
     require_cluster_parts()
     paths = ClusterPaths(tmp_path / "state")
-    require(not netns.our_netns(), "no other local cluster running on this machine")
     up = subprocess.Popen([str(BIN / "bench-cluster"), "--state-root", str(paths.root), "up", "--members", "3",
                            "--scratch-size", "64M", "--allow-small-scratch", "--port", "50562"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -44,17 +43,17 @@ def test_down_after_up_killed_mid_way(tmp_path: Path) -> None:
         up.send_signal(signal.SIGKILL)
         up.wait(timeout=30)
     # what a crash leaves: daemons that outlived `up`, namespaces, mounts, loop devices
-    assert paths.root.exists() and local_processes.marked_processes()
+    scope = find_scope(paths)
+    assert scope.hostnames and scope.member_processes()
     down = bench_cluster(paths.root, "down", timeout_s=300)
     assert down.returncode == 0, down.stderr
-    assert leftovers(paths) == {}
+    assert leftovers(paths, scope) == {}
     again = bench_cluster(paths.root, "down", timeout_s=300)
     assert again.returncode == 0, again.stderr  # idempotent: nothing to do is success
 
 
 def test_down_with_no_cluster_is_a_no_op(tmp_path: Path) -> None:
     require_cluster_parts()
-    require(not netns.our_netns(), "no other local cluster running on this machine")
     paths = ClusterPaths(tmp_path / "never-up")
     proc = bench_cluster(paths.root, "down", "--keep-qmaster", timeout_s=300)
     assert proc.returncode == 0, proc.stderr
