@@ -145,6 +145,11 @@ if [ "$ROLE" = manager ]; then
     echo "127.0.1.1 $me" >> /etc/hosts
   fi
   echo "$me" > "$common/act_qmaster"
+  # Local clients (bench-manager's qconf) may connect from 127.0.0.1, which reverse-resolves to
+  # localhost; SGE then refuses them as a different host unless localhost is an alias of this one.
+  if ! grep -qs "^$me " "$common/host_aliases"; then
+    echo "$me localhost" >> "$common/host_aliases"
+  fi
   if [ ! -e /var/spool/gridengine/spooldb/sge ]; then
     install -d -m 0755 -o sgeadmin -g sgeadmin /var/spool/gridengine /var/spool/gridengine/spooldb \
       /var/spool/gridengine/qmaster /var/spool/gridengine/qmaster/job_scripts

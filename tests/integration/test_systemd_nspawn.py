@@ -73,6 +73,13 @@ ExecStartPost=/usr/bin/nsenter --mount=/proc/1/ns/mnt -- /bin/sh -c 'mountpoint 
 echo made-in-agent-unit > /data/mounts/setns-probe/hello; }'
 """
 
+# Runs inside the manager's sandbox (unprivileged user, no capabilities): SGE must still answer, and list
+# bench-manager among its managers (first boot registered it), or qconf/qmod calls of the daemon would fail.
+MANAGER_PROBE_DROPIN = """[Service]
+ExecStartPost=/bin/sh -c 'for i in $(seq 1 40); do /usr/bin/qconf -sm > /data/logs/manager-qconf-probe 2>&1 && break; \
+sleep 0.5; done; true'
+"""
+
 DRIVER_UNIT = """[Unit]
 Description=bench test driver: record the daemons' states, prove the watchdog, power off
 After=bench-first-boot.service multi-user.target
@@ -131,6 +138,7 @@ grep " /data/mounts/probe " "/proc/$agent_pid/mountinfo" > "$R/mount-in-agent.tx
 grep " /data/mounts/probe " /proc/1/mountinfo > "$R/mount-outside.txt"
 cat /data/mounts/probe/hello.txt > "$R/mount-read-outside.txt" 2>&1
 cat /data/mounts/setns-probe/hello > "$R/setns-probe.txt" 2>&1
+cp /data/logs/manager-qconf-probe "$R/" 2>> "$R/driver.log"
 cp /data/logs/agent-sandbox-probe /etc/bench/manager.toml /etc/bench/agent.toml "$R/" 2>> "$R/driver.log"
 stat -c '%a %U %G %n' /etc/bench/agent.token /etc/bench/user.token > "$R/tokens.txt"
 for d in bench-manager bench-agent; do
@@ -289,6 +297,7 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         for daemon in DAEMONS:
             write(root / f"etc/systemd/system/{daemon}.service.d/50-test-hang.conf", HANG_DROPIN)
         write(root / "etc/systemd/system/bench-agent.service.d/60-test-probe.conf", AGENT_PROBE_DROPIN)
+        write(root / "etc/systemd/system/bench-manager.service.d/60-test-probe.conf", MANAGER_PROBE_DROPIN)
         write(root / "etc/systemd/system/bench-test-driver.service", DRIVER_UNIT)
         write(root / "usr/local/sbin/bench-test-driver", DRIVER, 0o755)
         wants = root / "etc/systemd/system/multi-user.target.wants"
@@ -455,6 +464,11 @@ def test_agent_mounts_are_visible_outside_its_sandbox(booted: Path) -> None:
     """What SGE jobs see: the mount must exist in the node's namespace, not only in the agent's unit."""
     assert (booted / "mount-read-outside.txt").read_text().strip() == "hello-from-source", (
         f"mount invisible outside bench-agent.service: {_tail(booted / 'mount-read-outside.txt')}")
+
+
+def test_manager_sandbox_can_administer_sge(booted: Path) -> None:
+    managers = (booted / "manager-qconf-probe").read_text().split()
+    assert "bench-manager" in managers, f"qconf -sm from bench-manager.service said: {managers}"
 
 
 def test_manager_has_no_capabilities(booted: Path) -> None:
