@@ -32,11 +32,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         lc.down()
 
 
-def ready_hosts(lc: LocalCluster, count: int) -> list[str]:
-    def enough() -> list[str] | None:
-        ready = lc.ready_members()
+def ready_hosts(lc: LocalCluster, count: int) -> dict[str, str]:
+    """hostname -> member id of READY members (ids are the provider's, hostnames bench-mNN)."""
+    def enough() -> dict[str, str] | None:
+        ready = {m["hostname"]: mid for mid, m in lc.members().items() if m["state"] == "READY"}
         return ready if len(ready) >= count else None
-    return list(wait_until(enough, 240, f"{count} READY members", interval_s=2))
+    return dict(wait_until(enough, 240, f"{count} READY members", interval_s=2))
 
 
 def history(lc: LocalCluster, member: str) -> list[tuple[str, str]]:
@@ -44,9 +45,9 @@ def history(lc: LocalCluster, member: str) -> list[tuple[str, str]]:
     return [(t["from_state"], t["to_state"]) for t in out]
 
 
-def netns_exists(member: str) -> bool:
+def netns_exists(hostname: str) -> bool:
     listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return any(line.split()[0].endswith(member) for line in listing.splitlines() if line.strip())
+    return any(line.split()[0].endswith(hostname) for line in listing.splitlines() if line.strip())
 
 
 def test_scale_in_while_jobs_run_kills_none_and_leaves_nothing(cluster: LocalCluster) -> None:
@@ -55,8 +56,9 @@ def test_scale_in_while_jobs_run_kills_none_and_leaves_nothing(cluster: LocalClu
                         'dd if=/dev/zero of="$TMPDIR/scratch.bin" bs=1M count=2 status=none\nsleep 15')
     job = qsub("-t", "1-8", "-l", "static_cores=1,static_mem=256M", "-o", "/dev/null", "-e", "/dev/null",
                str(script))
-    victim = wait_until(lambda: next((h for h in hosts if sge("qstat", "-s", "r", "-q", f"all.q@{h}").stdout.strip()),
-                                     None), 60, "a task running on a member")
+    host = wait_until(lambda: next((h for h in hosts if sge("qstat", "-s", "r", "-q", f"all.q@{h}").stdout.strip()),
+                                   None), 60, "a task running on a member")
+    victim = hosts[host]
     cluster.ctl("cluster", "drain", victim)
     wait_until(lambda: cluster.members()[victim]["state"] == "DRAINING", 10, f"{victim} DRAINING")
     progress = cluster.members()[victim]
@@ -66,11 +68,11 @@ def test_scale_in_while_jobs_run_kills_none_and_leaves_nothing(cluster: LocalClu
     tmpdirs = [Path(f"/data/e2e-drains/tmpdir.{i}").read_text().strip() for i in range(1, 9)]
     assert all(t.startswith("/scratch/") for t in tmpdirs)  # per-job $TMPDIR on /scratch
     wait_until(lambda: cluster.members()[victim]["state"] == "TERMINATED", 120, f"{victim} terminated")
-    assert not netns_exists(victim)
-    assert victim not in sge("qconf", "-sel", check=False).stdout.split()
+    assert not netns_exists(host)
+    assert host not in sge("qconf", "-sel", check=False).stdout.split()
     assert ("READY", "DRAINING") in history(cluster, victim)
     # the surviving member's per-job directories were removed by SGE when each job ended
-    survivor = next(h for h in hosts if h != victim)
+    survivor = next(h for h in hosts if h != host)
     leftover = cluster.exec(survivor, "sh", "-c",
                             "ls -A /scratch | grep -v -e '^.bench-scratch$' -e lost+found || true")
     assert leftover.stdout.strip() == ""
@@ -78,27 +80,29 @@ def test_scale_in_while_jobs_run_kills_none_and_leaves_nothing(cluster: LocalClu
 
 def test_drained_members_scratch_is_empty_and_unmounted(cluster: LocalCluster) -> None:
     hosts = ready_hosts(cluster, 2)
-    member = hosts[-1]
-    cluster.exec(member, "sh", "-c", "mkdir -p /scratch/keep && head -c 1M /dev/zero > /scratch/keep/f && "
+    host = sorted(hosts)[-1]
+    member = hosts[host]
+    cluster.exec(host, "sh", "-c", "mkdir -p /scratch/keep && head -c 1M /dev/zero > /scratch/keep/f && "
                                      "ln -s /data/e2e-drains/outside /scratch/link-out")
     outside = JOBS / "outside"
     outside.write_text("stays")
     state_root = cluster.state_root
-    image = next(iter(state_root.rglob(f"*{member}*/scratch.img")), None)
+    image = next(iter(state_root.rglob(f"*{host}*/scratch.img")), None)
     cluster.ctl("cluster", "drain", member)
     wait_until(lambda: cluster.members()[member]["state"] == "TERMINATED", 120, f"{member} terminated")
     assert outside.read_text() == "stays"
     mounts = Path("/proc/mounts").read_text()
-    assert f"{member}" not in mounts
+    assert host not in mounts
     if image is not None:
         assert not image.exists()
 
 
 def test_manager_kill9_between_drain_steps_finishes_once(cluster: LocalCluster) -> None:
     hosts = ready_hosts(cluster, 2)
-    member = hosts[0]
+    host = sorted(hosts)[0]
+    member = hosts[host]
     script = job_script(JOBS / "short.sh", "sleep 8")
-    job = qsub("-l", "static_cores=1,static_mem=256M", "-q", f"all.q@{member}", "-o", "/dev/null",
+    job = qsub("-l", "static_cores=1,static_mem=256M", "-q", f"all.q@{host}", "-o", "/dev/null",
                "-e", "/dev/null", str(script))
     wait_until(lambda: sge("qstat", "-s", "r").stdout.count(str(job)) > 0, 60, "the job running")
     cluster.ctl("cluster", "drain", member)
