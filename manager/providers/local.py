@@ -168,13 +168,24 @@ class LocalProvider:
         in this or another process never pick the same name or IP)."""
         with self._allocation_lock():
             taken = {p.name for p in self.members_dir.iterdir()} | set(netns.list_netns())
-            free = [s for s in config.slots() if s.hostname not in taken]
+            # Round-robin from the slot after the last one handed out: a freshly removed member's
+            # name is not reused at once, so SGE accounting (qacct hostname) and qmaster's host
+            # caches never mix an old member with its replacement.
+            cursor_file = self.state_root / "next-slot"
+            try:
+                start = int(cursor_file.read_text()) % config.member_pool_size
+            except (FileNotFoundError, ValueError):
+                start = 0
+            slots = config.slots()
+            ordered = slots[start:] + slots[:start]
+            free = [s for s in ordered if s.hostname not in taken]
             if len(free) < count:
                 raise ProviderError(f"cannot create {count} local member(s): only {len(free)} of "
                                     f"{config.member_pool_size} slots are free", retryable=False)
             chosen = free[:count]
             for slot in chosen:
                 (self.members_dir / slot.hostname).mkdir()
+            cursor_file.write_text(str(chosen[-1].index % config.member_pool_size))
             return chosen
 
     def _manager_address(self, config: LocalClusterConfig, spec: NodeSpec) -> str:

@@ -45,9 +45,12 @@ class LocalCluster:
     def ctl_json(self, *args: str) -> Any:
         return json.loads(self.ctl(*args, "--output", "json").stdout)
 
-    def members(self) -> dict[str, dict[str, Any]]:
-        return {m["member_id"]: m for m in self.ctl_json("cluster", "members")["members"]
-                if m.get("role", "member") == "member"}
+    def members(self, *, tolerate_unreachable: bool = False) -> dict[str, dict[str, Any]]:
+        """Registered members by id; with tolerate_unreachable, {} while the manager (re)starts."""
+        result = self.ctl("cluster", "members", "--output", "json", check=not tolerate_unreachable)
+        if result.returncode != 0:
+            return {}
+        return {m["member_id"]: m for m in json.loads(result.stdout)["members"] if m.get("role", "member") == "member"}
 
     def live_members(self) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.members().items() if v["state"] != "TERMINATED"}

@@ -131,6 +131,7 @@ def test_manager_kill9_mid_scale_up_completes_once(cluster: LocalCluster, jobs_d
                        str(script))
     wait_until(lambda: set(cluster.live_members()) - before, 60, "the scale-up to start", interval_s=0.5)
     kill9_and_restart_manager(cluster.state_root)
+    wait_until(lambda: cluster.members(tolerate_unreachable=True), 60, "the restarted manager to answer")
     cluster.wait_job(job, 300)
     assert all(r.exit_status == 0 for r in wait_for_tasks(job, 4, 60))
     launched = set(cluster.members()) - before
