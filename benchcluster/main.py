@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_up.add_argument("--interval", type=float, help="autoscaler poll interval in seconds")
     p_up.add_argument("--dedicated-manager", action="store_true",
                       help="the manager node runs no jobs, so no core is reserved on members")
+    p_up.add_argument("--economy", action="store_true",
+                      help="economy mode: members are spot nodes whose agents watch for interruption notices")
+    p_up.add_argument("--spot-metadata-url", default="",
+                      help="economy mode: instance-metadata endpoint the members' agents poll (IMDSv2)")
     p_up.add_argument("--port", type=int, default=50051, help="manager gRPC port (default 50051)")
     p_up.add_argument("--cluster-id", default="local", help="cluster id (default local)")
     p_up.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for READY (default 240)")
@@ -79,7 +83,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if args.command == "up":
         options = build_options(args.members, args.cores, args.memory, args.scratch_size, args.allow_small_scratch,
                                 args.mode, args.min_members, args.max_members, args.min_age, args.idle,
-                                args.interval, args.dedicated_manager, args.port, args.timeout, args.cluster_id)
+                                args.interval, args.dedicated_manager, args.port, args.timeout, args.cluster_id,
+                                economy=args.economy, spot_metadata_url=args.spot_metadata_url)
         check_machine(sge_setup.SgeInstall().bin_dir, options.port)
         up(paths, options, console)
         console.print("cluster is up: try `workspace-ctl cluster members` or `qhost`")

@@ -38,6 +38,8 @@ class UpOptions:
     port: int
     timeout_s: float
     cluster_id: str
+    economy: bool = False  # members are spot instances: their agents watch spot_metadata_url
+    spot_metadata_url: str = ""
 
 
 def _size(text: str, what: str) -> int:
@@ -50,7 +52,8 @@ def _size(text: str, what: str) -> int:
 def build_options(members: int | None, cores: int, memory: str, scratch: str, allow_small_scratch: bool,
                   mode: str, min_members: int | None, max_members: int | None, min_age: float | None,
                   idle: float | None, interval: float | None, dedicated_manager: bool, port: int,
-                  timeout: float, cluster_id: str) -> UpOptions:
+                  timeout: float, cluster_id: str, economy: bool = False,
+                  spot_metadata_url: str = "") -> UpOptions:
     problems: list[str] = []
     memory_bytes = _size(memory, "--memory")
     scratch_bytes = _size(scratch, "--scratch-size")
@@ -88,12 +91,17 @@ def build_options(members: int | None, cores: int, memory: str, scratch: str, al
         problems.append("--timeout must be positive")
     if not cluster_id.replace("-", "").isalnum():
         problems.append(f"--cluster-id {cluster_id!r} may only hold letters, digits and '-'")
+    if spot_metadata_url and not economy:
+        problems.append("--spot-metadata-url belongs to --economy (spot members)")
+    if spot_metadata_url and not spot_metadata_url.startswith(("http://", "https://")):
+        problems.append(f"--spot-metadata-url {spot_metadata_url!r} must be an http(s) URL")
     if problems:
         raise UsageError("; ".join(problems))
     return UpOptions(members=members or 0, cores=cores, memory_bytes=memory_bytes, scratch_bytes=scratch_bytes,
                      allow_small_scratch=allow_small_scratch, mode=mode, min_members=min_members or 0,
                      max_members=max_members or 0, min_age_s=min_age, idle_s=idle, interval_s=interval,
-                     dedicated_manager=dedicated_manager, port=port, timeout_s=timeout, cluster_id=cluster_id)
+                     dedicated_manager=dedicated_manager, port=port, timeout_s=timeout, cluster_id=cluster_id,
+                     economy=economy, spot_metadata_url=spot_metadata_url)
 
 
 def check_machine(sge_bin: Path, port: int) -> None:

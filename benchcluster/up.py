@@ -99,6 +99,8 @@ def manager_argv(paths: ClusterPaths, config: LocalClusterConfig, options: UpOpt
         argv.append("--allow-small-scratch")
     if options.dedicated_manager:
         argv.append("--dedicated-manager")
+    if options.economy:
+        argv.append("--economy")
     return argv
 
 
@@ -142,7 +144,8 @@ def up(paths: ClusterPaths, options: UpOptions, console: Console) -> None:
     config = LocalClusterConfig(
         cluster_id=options.cluster_id, manager_hostname=socket.gethostname(), grpc_port=options.port,
         agent_token_file=str(paths.agent_token),
-        min_scratch_bytes=16 * 1024**2 if options.allow_small_scratch else 1_000_000_000)
+        min_scratch_bytes=16 * 1024**2 if options.allow_small_scratch else 1_000_000_000,
+        spot_metadata_url=options.spot_metadata_url)
     config.save(paths.root)
 
     with console.status("network: bridge and name pool"):

@@ -12,7 +12,8 @@ TOKEN = "test-imds-token"
 
 class MetadataServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.notice: dict[str, str] | None = None
+        self.notice: dict[str, str] | None = None  # what every instance sees
+        self.notices_by_ip: dict[str, dict[str, str]] = {}  # per instance (one server for many members)
         self.requests: list[str] = []
         server = self
 
@@ -31,8 +32,9 @@ class MetadataServer:
                 server.requests.append(f"GET {self.path}")
                 if self.headers.get("X-aws-ec2-metadata-token") != TOKEN:
                     self._reply(401, "")
-                elif self.path == "/latest/meta-data/spot/instance-action" and server.notice is not None:
-                    self._reply(200, json.dumps(server.notice))
+                elif self.path == "/latest/meta-data/spot/instance-action" and (
+                        notice := server.notice_for(self.client_address[0])):
+                    self._reply(200, json.dumps(notice))
                 else:
                     self._reply(404, "Not Found")
 
@@ -55,6 +57,13 @@ class MetadataServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def announce(self, action: str, deadline_unix: float) -> None:
+    def notice_for(self, client_ip: str) -> dict[str, str] | None:
+        return self.notices_by_ip.get(client_ip, self.notice)
+
+    def announce(self, action: str, deadline_unix: float, *, to_ip: str | None = None) -> None:
+        """Schedule an interruption: for every instance, or only the one at `to_ip`."""
         when = datetime.fromtimestamp(deadline_unix, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.notice = {"action": action, "time": when}
+        if to_ip is None:
+            self.notice = {"action": action, "time": when}
+        else:
+            self.notices_by_ip[to_ip] = {"action": action, "time": when}

@@ -69,6 +69,7 @@ class MemberLaunch:
     cores: int
     memory_bytes: int
     data_root: str
+    spot_metadata_url: str = ""  # set for spot members: the agent watches it for interruption notices
 
 
 AgentCommand = Callable[[MemberLaunch], list[str]]
@@ -94,6 +95,7 @@ def bench_agent_command(launch: MemberLaunch) -> list[str]:
         "--scratch-dir", "/scratch", "--data-root", launch.data_root,
         "--cores", str(launch.cores), "--memory", format_size(launch.memory_bytes),
         "--advertise-ip", launch.ip, "--log-format", "json",
+        *(["--spot-metadata-url", launch.spot_metadata_url, "--spot-poll", "1"] if launch.spot_metadata_url else []),
     ]
 
 
@@ -228,7 +230,8 @@ class LocalProvider:
         launch = MemberLaunch(node_id=node_id, hostname=slot.hostname, ip=slot.ip,
                               manager_address=self._manager_address(config, spec), token_file=token_file,
                               state_dir=member_dir / "agent", cores=spec.cores,
-                              memory_bytes=spec.memory_bytes, data_root=config.data_root)
+                              memory_bytes=spec.memory_bytes, data_root=config.data_root,
+                              spot_metadata_url=config.spot_metadata_url if spec.spot else "")
         init_spec = {
             "node_id": node_id, "hostname": slot.hostname, "ip": slot.ip,
             "scratch_image": str(image) if spec.scratch_bytes else "",

@@ -51,6 +51,8 @@ class LocalClusterConfig:
     member_pool_size: int = HARD_MEMBER_LIMIT
     # Tests shrink /scratch below the product's 1 GB floor; `bench-cluster up --allow-small-scratch`.
     min_scratch_bytes: int = 1_000_000_000
+    # Economy mode: where spot members' agents poll for interruption notices (a test's IMDS server).
+    spot_metadata_url: str = ""
 
     @property
     def manager_ip(self) -> str:

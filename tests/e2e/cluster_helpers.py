@@ -62,10 +62,14 @@ def qacct_tasks(job_id: int) -> list[TaskRecord]:
             task = current.get("taskid", "undefined")
             records.append(TaskRecord(
                 task_id=int(task) if task.isdigit() else 0, hostname=current["hostname"],
-                start=datetime.strptime(current["start_time"], "%a %b %d %H:%M:%S %Y"),
-                end=datetime.strptime(current["end_time"], "%a %b %d %H:%M:%S %Y"),
+                start=_qacct_time(current["start_time"]), end=_qacct_time(current["end_time"]),
                 exit_status=int(value.split()[0])))
     return records
+
+
+def _qacct_time(text: str) -> datetime:
+    """qacct's times; '-/-' (a run that was rescheduled before it started) sorts first."""
+    return datetime.min if text.startswith("-/-") else datetime.strptime(text, "%a %b %d %H:%M:%S %Y")
 
 
 def wait_for_tasks(job_id: int, count: int, timeout_s: float) -> list[TaskRecord]:
