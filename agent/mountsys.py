@@ -13,6 +13,8 @@ import re
 import shutil
 from dataclasses import dataclass
 
+from agent.hostns import host_command
+
 FUSE_FSTYPE = "fuse.bench-fastmount"
 COMMAND_TIMEOUT_S = 15.0
 
@@ -84,11 +86,11 @@ async def lazy_unmount(path: str) -> str | None:
     """Detach whatever is mounted at path (also a stale FUSE mount); None on success, else the reason."""
     if path not in read_mount_table():
         return None
-    code, out = await run("umount", "-l", path)
+    code, out = await run(*host_command("umount", "-l", path))
     if code == 0 or path not in read_mount_table():
         return None
     if shutil.which("fusermount3"):
-        code, out2 = await run("fusermount3", "-uz", path)
+        code, out2 = await run(*host_command("fusermount3", "-uz", path))
         if code == 0 or path not in read_mount_table():
             return None
         out = f"{out}; {out2}"
@@ -97,5 +99,5 @@ async def lazy_unmount(path: str) -> str | None:
 
 async def bind_mount(source: str, target: str) -> str | None:
     """A plain read-write bind mount; None on success, else the reason."""
-    code, out = await run("mount", "--bind", source, target)
+    code, out = await run(*host_command("mount", "--bind", source, target))
     return None if code == 0 else (out or f"mount --bind exited {code}")

@@ -23,6 +23,7 @@ import trio
 from agent.fastmount.fs import FastMountFS
 from agent.fastmount.prefetch import MiB, PrefetchConfig
 from agent.fastmount.stats import write_stats
+from agent.hostns import enter_host_mount_ns
 
 log = structlog.get_logger("fastmount.worker")
 
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() == 1:
             return 1  # the parent died before the death signal was armed
+    enter_host_mount_ns()  # before any thread starts: mount where the whole node (SGE jobs) sees it
     keep_freed_memory_for_reuse()
     mount_path = os.path.realpath(args.mount_path)
     args.mount_path = mount_path

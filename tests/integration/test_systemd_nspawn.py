@@ -458,8 +458,6 @@ def test_agent_unit_can_mount_into_the_node_namespace(booted: Path) -> None:
         f"{_tail(booted / 'setns-probe.txt')}\n{_tail(booted / 'journal-bench-agent.txt')}")
 
 
-@pytest.mark.xfail(strict=True, reason="agent mounts in its own process, so the mount stays inside the unit's "
-                   "private mount namespace (ProtectSystem=); fix: mount worker joins /proc/1/ns/mnt first")
 def test_agent_mounts_are_visible_outside_its_sandbox(booted: Path) -> None:
     """What SGE jobs see: the mount must exist in the node's namespace, not only in the agent's unit."""
     assert (booted / "mount-read-outside.txt").read_text().strip() == "hello-from-source", (
