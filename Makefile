@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv protos protos-check lint test test-fast test-e2e demo bench clean
+.PHONY: all deps venv protos protos-check lint test test-fast test-e2e demo down bench wheel image clean
 
 all: test
 
@@ -46,10 +46,21 @@ test-e2e: venv
 demo: venv
 	bash scripts/demo.sh
 
+# Remove a local cluster (also after a crashed `bench-cluster up`).
+down: $(STAMP)
+	$(VENV)/bin/bench-cluster down
+
 bench: venv
 	$(PY) benchmarks/heartbeats.py
 	$(PY) benchmarks/autoscaler.py
 	$(PY) benchmarks/fastmount.py
 
+wheel: $(STAMP)
+	$(PY) -m pip wheel --no-deps -w dist .
+
+# The node image (needs AWS credentials; `packer validate` runs offline in the tests).
+image: wheel
+	cd packer && packer build -var wheel_path=$(CURDIR)/dist/bench_cluster-0.1.0-py3-none-any.whl bench-node.pkr.hcl
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
