@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv protos protos-check lint test test-fast test-e2e demo down bench wheel image clean
+.PHONY: all deps venv protos protos-check lint test test-slow test-all test-fast test-e2e demo down bench wheel image clean
 
 all: test
 
@@ -32,9 +32,16 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-# Everything, as CI runs it: static checks, unit, integration, end-to-end and slow suites.
+# The README's test command: static checks, unit, integration and end-to-end suites (~10 min).
 test: venv protos-check lint
-	$(VENV)/bin/pytest -ra $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -ra -m "not slow" $(PYTEST_ARGS)
+
+# The slow suites (systemd-nspawn boot, spot interruption on a cluster, kill -9 at every drain step).
+# CI runs them after `make test`.
+test-slow: venv
+	$(VENV)/bin/pytest -ra -m slow $(PYTEST_ARGS)
+
+test-all: test test-slow
 
 # The quick loop while developing: no end-to-end cluster, no systemd-nspawn boot.
 test-fast: venv protos-check

@@ -17,7 +17,7 @@ from tests.e2e.localcluster import LocalCluster, job_script
 from tests.harness import wait_until
 from tests.imds import MetadataServer
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 BRIDGE_IP = f"{LocalClusterConfig.__dataclass_fields__['subnet_prefix'].default}.1"
 

@@ -74,6 +74,7 @@ def test_drain_bad_input_is_rejected_and_changes_nothing(tmp_path: Path) -> None
         cp.shutdown()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hold", [s.value for s in (DrainStep.START, DrainStep.QUEUE_DISABLED,
                                                      DrainStep.JOBS_DONE, DrainStep.UNMOUNTED,
                                                      DrainStep.SCRATCH_WIPED, DrainStep.OUT_OF_SGE,
