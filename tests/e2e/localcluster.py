@@ -91,10 +91,17 @@ def manager_process(state_root: Path) -> psutil.Process:
     raise AssertionError(f"no bench-manager process serving {state_root}")
 
 
-def kill9_and_restart_manager(state_root: Path) -> subprocess.Popen[bytes]:
-    """kill -9 the manager, then start it again exactly as it was started (same argv, cwd, env)."""
+def kill9_and_restart_manager(state_root: Path, env_changes: dict[str, str | None] | None = None
+                               ) -> subprocess.Popen[bytes]:
+    """kill -9 the manager, then start it again as it was started (same argv, cwd, env — with
+    `env_changes` applied: a value sets a variable, None removes it)."""
     proc = manager_process(state_root)
     argv, cwd, env = proc.cmdline(), proc.cwd(), proc.environ()
+    for key, value in (env_changes or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     proc.kill()
     proc.wait(10)
     with (state_root / "manager-restarted.log").open("ab") as log:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from manager.drain import HOLD_STEP_ENV as HOLD_ENV
 from tests.e2e.cluster_helpers import bench_cluster, qsub, sge, wait_for_tasks
 from tests.e2e.localcluster import LocalCluster, job_script, kill9_and_restart_manager
 from tests.harness import wait_until
@@ -124,3 +125,28 @@ def test_manager_kill9_between_drain_steps_finishes_once(cluster: LocalCluster) 
     story = history(cluster, member)
     for transition in (("READY", "DRAINING"), ("DRAINING", "DRAINED"), ("DRAINED", "TERMINATED")):
         assert story.count(transition) == 1, story
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hold", ["start", "queue-disabled", "jobs-done", "unmounted", "scratch-wiped",
+                                  "out-of-sge", "terminating"])
+def test_manager_kill9_at_every_drain_step_with_sge(cluster: LocalCluster, hold: str) -> None:
+    """The drain parks at `hold` (test hook), the manager is killed with -9 there and restarted: the
+    drain (disable queue, wait, unmount, wipe, qconf -de, terminate) completes exactly once."""
+    hosts = ready_hosts(cluster, 2)
+    host = sorted(hosts)[0]
+    member = hosts[host]
+    kill9_and_restart_manager(cluster.state_root, {HOLD_ENV: hold})
+    wait_until(lambda: cluster.members(tolerate_unreachable=True).get(member, {}).get("state") == "READY", 60,
+               "the manager back with the hold hook")
+    cluster.ctl("cluster", "drain", member)
+    wait_until(lambda: cluster.members(tolerate_unreachable=True).get(member, {}).get("drain_step") == hold, 60,
+               f"the drain parked at {hold}")
+    kill9_and_restart_manager(cluster.state_root, {HOLD_ENV: None})
+    wait_until(lambda: cluster.members(tolerate_unreachable=True).get(member, {}).get("state") == "TERMINATED",
+               180, "the drain to finish after the restart")
+    story = history(cluster, member)
+    for transition in (("READY", "DRAINING"), ("DRAINING", "DRAINED"), ("DRAINED", "TERMINATED")):
+        assert story.count(transition) == 1, story
+    assert host not in sge("qconf", "-sel", check=False).stdout.split() or any(
+        m["hostname"] == host and m["state"] != "TERMINATED" for m in cluster.members().values())
