@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 
@@ -11,13 +10,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from agent import scratch
 from agent.commands import CommandHandler
-from agent.config import AgentConfig, ConfigError, add_arguments, config_from_args
+from agent.config import AgentConfig, add_arguments, config_from_args
 from agent.mounts import MountManager
 from agent.session import VERSION, ManagerSession
 from common import sdnotify
 from common.auth import CredentialError, read_token_file
-from common.daemon import install_stop_signals, watchdog_loop
-from common.logging import configure_logging, get_logger
+from common.daemon import cancel_and_wait, install_stop_signals, run_daemon, watchdog_loop
+from common.logging import get_logger
 
 log = get_logger("bench-agent")
 
@@ -66,25 +65,14 @@ async def run(config: AgentConfig) -> int:
     await stop.wait()
     sdnotify.notify("STOPPING=1")
     log.info("stopping")
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await cancel_and_wait(tasks)
     await mounts.close()
     await server.stop(grace=1)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench-agent", description="bench-cluster node agent")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        config = config_from_args(args)
-    except ConfigError as exc:
-        print(f"bench-agent: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(config.log_format)  # type: ignore[arg-type]
-    return asyncio.run(run(config))
+    return run_daemon("bench-agent", "bench-cluster node agent", add_arguments, config_from_args, run, argv)
 
 
 if __name__ == "__main__":

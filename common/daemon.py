@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from common import sdnotify
+from common.logging import configure_logging
+
+ConfigT = TypeVar("ConfigT")
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
@@ -32,3 +39,27 @@ async def wait_for_stop(stop: asyncio.Event, seconds: float) -> bool:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
     return stop.is_set()
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel background tasks and wait until each has finished unwinding."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run_daemon(prog: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+               load_config: Callable[[argparse.Namespace], ConfigT],
+               serve: Callable[[ConfigT], Coroutine[Any, Any, int]], argv: list[str] | None = None) -> int:
+    """The command-line entry shared by both daemons: parse, validate the configuration once (a bad
+    value is one clear message and exit 2), set up logging, run the event loop."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args)
+    except ValueError as exc:  # both daemons' ConfigError
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(getattr(config, "log_format", "auto"))
+    return asyncio.run(serve(config))

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 
 from common import sdnotify
 from common.auth import CredentialError, read_token_file
-from common.daemon import install_stop_signals, watchdog_loop
-from common.logging import configure_logging, get_logger
-from manager.config import ConfigError, ManagerConfig, add_arguments, config_from_args
+from common.daemon import cancel_and_wait, install_stop_signals, run_daemon, watchdog_loop
+from common.logging import get_logger
+from manager.config import ManagerConfig, add_arguments, config_from_args
 from manager.core import VERSION, ClusterManager
 from manager.server import ListenError, bind, build_server, mark_serving
 from manager.store import Store, StoreError
@@ -50,25 +49,14 @@ async def serve(config: ManagerConfig) -> int:
     sdnotify.notify("STOPPING=1")
     log.info("stopping")
     await server.stop(grace=3)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await cancel_and_wait(tasks)
     manager.registry.flush()
     store.close()
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench-manager", description="bench-cluster manager daemon")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        config = config_from_args(args)
-    except ConfigError as exc:
-        print(f"bench-manager: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(config.log_format)  # type: ignore[arg-type]
-    return asyncio.run(serve(config))
+    return run_daemon("bench-manager", "bench-cluster manager daemon", add_arguments, config_from_args, serve, argv)
 
 
 if __name__ == "__main__":
