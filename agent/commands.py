@@ -15,13 +15,11 @@ from pathlib import Path
 from agent import scratch
 from agent.mounts import MountError, MountManager, MountReportData, MountSpecData
 from common.logging import get_logger
+from common.mountmodes import MODE_NAMES, MODE_VALUES
 from protos.bench.v1 import agent_pb2, types_pb2
 
 log = get_logger("agent-commands")
 
-MODE_NAMES = {types_pb2.MOUNT_MODE_READ_ONLY: "read-only", types_pb2.MOUNT_MODE_READ_WRITE: "read-write",
-              types_pb2.MOUNT_MODE_UNSPECIFIED: "read-only"}
-MODE_VALUES = {"read-only": types_pb2.MOUNT_MODE_READ_ONLY, "read-write": types_pb2.MOUNT_MODE_READ_WRITE}
 RESULT_CACHE_SIZE = 512
 
 

@@ -20,12 +20,12 @@ import grpc
 from grpc import aio
 
 from common.client import ClientConfigError, ManagerEndpoint, resolve_endpoint
+from common.mountmodes import MODE_NAMES, MODE_VALUES
 from ctl import output
 from ctl.output import ago, size, table, to_dict
 from protos.bench.v1 import cluster_pb2, cluster_pb2_grpc, types_pb2
 
 EXIT_UNREACHABLE = 3
-MODES = {"read-only": types_pb2.MOUNT_MODE_READ_ONLY, "read-write": types_pb2.MOUNT_MODE_READ_WRITE}
 
 Handler = Callable[[cluster_pb2_grpc.ClusterServiceStub, argparse.Namespace, ManagerEndpoint], Awaitable[int]]
 
@@ -130,14 +130,14 @@ async def data_get_mounts(stub: Any, args: argparse.Namespace, ep: ManagerEndpoi
     if args.output == "json":
         mounts = []
         for m in response.mounts:
-            mode = "read-write" if m.spec.mode == types_pb2.MOUNT_MODE_READ_WRITE else "read-only"
+            mode = MODE_NAMES[m.spec.mode]
             mounts.append({"mount_path": m.spec.mount_path, "source": m.spec.source, "mode": mode,
                            "nodes": [to_dict(n) for n in m.nodes]})
         output.print_json({"mounts": mounts})
         return 0
     rows = []
     for m in response.mounts:
-        mode = "read-write" if m.spec.mode == types_pb2.MOUNT_MODE_READ_WRITE else "read-only"
+        mode = MODE_NAMES[m.spec.mode]
         for n in m.nodes or [cluster_pb2.NodeMountState(member_id="-", state="no nodes")]:
             rows.append((m.spec.mount_path, m.spec.source, mode, n.member_id, n.state, size(n.bytes_read),
                          n.errors, n.message))
@@ -146,7 +146,7 @@ async def data_get_mounts(stub: Any, args: argparse.Namespace, ep: ManagerEndpoi
 
 
 async def data_create_mount(stub: Any, args: argparse.Namespace, ep: ManagerEndpoint) -> int:
-    spec = types_pb2.MountSpec(mount_path=args.mount_path, source=args.source, mode=MODES[args.mode])
+    spec = types_pb2.MountSpec(mount_path=args.mount_path, source=args.source, mode=MODE_VALUES[args.mode])
     response = await _call(ep, stub.CreateMount, cluster_pb2.CreateMountRequest(spec=spec), args.timeout)
     return _print_mount_outcome(response, args)
 
@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     create = command(data, "create-mount", data_create_mount, "mount a /data folder on every node")
     create.add_argument("--mount-path", required=True, help="where, under /data/mounts/")
     create.add_argument("--source", required=True, help="what, under /data/ (e.g. /data/project/mydata)")
-    create.add_argument("--mode", choices=list(MODES), default="read-only")
+    create.add_argument("--mode", choices=list(MODE_VALUES), default="read-only")
     delete = command(data, "delete-mount", data_delete_mount, "unmount from every node")
     delete.add_argument("--mount-path", required=True)
 

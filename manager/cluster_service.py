@@ -11,7 +11,8 @@ import grpc
 from grpc import aio
 
 from common.auth import USER_METADATA_KEY
-from manager.convert import MODE_NAMES, member_to_pb, mount_spec_to_pb
+from common.mountmodes import MODE_NAMES
+from manager.convert import member_to_pb, mount_spec_to_pb
 from manager.core import ClusterManager
 from manager.errors import RequestError
 from manager.mounts import MountOutcome

@@ -97,10 +97,9 @@ class ManagerConfig:
                 problems.append(f"{name} must be ≥ 0")
         if self.member_cores < 1 or self.member_memory_bytes < 256 * 1024**2:
             problems.append("member model needs ≥ 1 core and ≥ 256M memory")
-        reserved = 0 if self.dedicated_manager else 1
-        if self.member_cores - self.headroom_cores - reserved < 1:
+        if self.usable_cores(self.member_cores) < 1:
             problems.append(f"a {self.member_cores}-core member minus headroom ({self.headroom_cores}) and the "
-                            f"reserved scheduling core ({reserved}) leaves no usable core")
+                            f"reserved scheduling core ({self.reserved_cores}) leaves no usable core")
         if self.scratch_bytes and not self.allow_small_scratch and not MIN_SCRATCH <= self.scratch_bytes <= MAX_SCRATCH:
             problems.append("scratch size must be between 1G and 16T (or 0 for no /scratch)")
         if self.max_message_bytes < 1024:
@@ -109,6 +108,15 @@ class ManagerConfig:
             problems.append(f"cluster_id must be letters, digits and '-', got {self.cluster_id!r}")
         if problems:
             raise ConfigError("invalid manager configuration:\n  - " + "\n  - ".join(problems))
+
+    @property
+    def reserved_cores(self) -> int:
+        """Without a dedicated manager, each member keeps one core for scheduling (seed)."""
+        return 0 if self.dedicated_manager else 1
+
+    def usable_cores(self, cores: int) -> int:
+        """What a member with `cores` offers to jobs: minus headroom and the reserved core."""
+        return cores - self.headroom_cores - self.reserved_cores
 
     @property
     def scaler_log(self) -> Path:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
+from common.mountmodes import MODE_NAMES, MODE_VALUES
 from manager.model import Capacity, MemberRecord, MountStateView, TransitionRecord
 from protos.bench.v1 import cluster_pb2, types_pb2
-
-MODE_NAMES = {types_pb2.MOUNT_MODE_READ_ONLY: "read-only", types_pb2.MOUNT_MODE_READ_WRITE: "read-write",
-              types_pb2.MOUNT_MODE_UNSPECIFIED: "read-only"}
-MODE_VALUES = {"read-only": types_pb2.MOUNT_MODE_READ_ONLY, "read-write": types_pb2.MOUNT_MODE_READ_WRITE}
 
 
 def capacity_from_pb(pb: types_pb2.Capacity) -> Capacity:

@@ -149,14 +149,13 @@ class ClusterManager:
         for m in members:
             by_state[m.state.value] = by_state.get(m.state.value, 0) + 1
         ready = [m for m in members if m.state == MemberState.READY]
-        reserved = 0 if self.config.dedicated_manager else 1
         decision = self.store.last_decision()
         op = self.store.active_operation()
         status = cluster_pb2.ClusterStatus(
             cluster_id=self.cluster_id, state=self.state, policy=self.policy_pb(), members_by_state=by_state,
             total_cores=sum(m.capacity.cores for m in ready),
             total_memory_bytes=sum(m.capacity.memory_bytes for m in ready),
-            usable_cores=sum(max(m.capacity.cores - self.config.headroom_cores - reserved, 0) for m in ready),
+            usable_cores=sum(max(self.config.usable_cores(m.capacity.cores), 0) for m in ready),
             running_jobs=sum(m.running_jobs for m in members), manager_version=VERSION,
             scaler_brake=self.store.get_meta("scaler_brake") or "",
             pending_tasks=int(self.store.get_meta("pending_tasks") or 0),

@@ -144,8 +144,7 @@ class Reconciler:
 
     def usable(self, member: MemberRecord) -> tuple[int, int]:
         config = self.manager.config
-        reserved = 0 if config.dedicated_manager else 1
-        cores = max(member.capacity.cores - config.headroom_cores - reserved, 1)
+        cores = max(config.usable_cores(member.capacity.cores), 1)
         memory = max(member.capacity.memory_bytes - config.headroom_memory_bytes, 256 * 1024**2)
         return cores, memory
 

@@ -5,7 +5,6 @@ successfully — some of them on another member."""
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 
@@ -14,7 +13,7 @@ import pytest
 from manager.providers.local_config import LocalClusterConfig
 from tests.e2e.cluster_helpers import TaskRecord, qacct_tasks, qsub, sge
 from tests.e2e.localcluster import LocalCluster, job_script
-from tests.harness import wait_until
+from tests.harness import free_port, wait_until
 from tests.imds import MetadataServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -22,15 +21,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 BRIDGE_IP = f"{LocalClusterConfig.__dataclass_fields__['subnet_prefix'].default}.1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def spot_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCluster, MetadataServer]]:
-    port = _free_port()
+    port = free_port()
     lc = LocalCluster(tmp_path_factory.mktemp("spot-cluster"),
                       ["--members", "2", "--cores", "4", "--memory", "4G", "--scratch-size", "64M",
                        "--allow-small-scratch", "--interval", "1", "--economy",
