@@ -14,7 +14,8 @@ all: test
 deps:
 	bash scripts/install-system-deps.sh
 
-$(STAMP): pyproject.toml
+# setup.py and the C sources: the native fast-mount engine is compiled by `pip install -e`.
+$(STAMP): pyproject.toml setup.py $(wildcard agent/fastmount/native/*.[ch])
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -67,7 +68,7 @@ wheel: $(STAMP)
 
 # The node image (needs AWS credentials; `packer validate` runs offline in the tests).
 image: wheel
-	cd packer && packer build -var wheel_path=$(CURDIR)/dist/bench_cluster-0.1.0-py3-none-any.whl bench-node.pkr.hcl
+	cd packer && packer build -var wheel_path=$$(ls $(CURDIR)/dist/bench_cluster-*.whl | head -1) bench-node.pkr.hcl
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info

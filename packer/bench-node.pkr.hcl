@@ -3,7 +3,7 @@
 # by bench-first-boot.service (packer/scripts/first-boot.sh); nothing role-specific is baked in.
 #
 #   .venv/bin/pip wheel --no-deps -w dist .
-#   packer build -var region=eu-central-1 -var wheel_path=dist/bench_cluster-0.1.0-py3-none-any.whl packer/
+#   packer build -var region=eu-central-1 -var wheel_path=dist/bench_cluster-0.1.0-cp311-cp311-linux_x86_64.whl packer/
 
 variable "region" {
   type        = string
@@ -37,7 +37,7 @@ variable "subnet_id" {
 
 variable "wheel_path" {
   type        = string
-  default     = "dist/bench_cluster-0.1.0-py3-none-any.whl"
+  default     = "dist/bench_cluster-0.1.0-cp311-cp311-linux_x86_64.whl"
   description = "The project's wheel (pip wheel --no-deps -w dist .), installed into /opt/bench/venv."
 }
 

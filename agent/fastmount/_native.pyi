@@ -1,0 +1,15 @@
+def serve(
+    source: str,
+    mount_path: str,
+    mount_options: str,
+    threads: int = ...,
+    readahead_kib: int = ...,
+    passthrough: bool = ...,
+    zero_message_open: bool = ...,
+    readdirplus_always: bool = ...,
+    entry_timeout: float = ...,
+    attr_timeout: float = ...,
+    negative_timeout: float = ...,
+    debug: bool = ...,
+) -> None: ...
+def counters() -> tuple[int, int, int]: ...

@@ -1,0 +1,78 @@
+/* Python binding of the native fast-mount engine: `serve()` blocks (without the GIL) while libfuse's
+ * threads answer the kernel; `counters()` reads the live counters from any other Python thread. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "fastmount.h"
+
+static struct fastmount the_mount;
+static int served;
+
+static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+	(void)self;
+	static char *keywords[] = {"source", "mount_path", "mount_options", "threads", "readahead_kib", "max_request_kib",
+				   "passthrough", "zero_message_open", "readdirplus_always", "entry_timeout", "attr_timeout", "negative_timeout",
+				   "debug", NULL};
+	struct fastmount_options opts = {
+		.threads = 4,
+		.readahead_kib = 0,
+		.max_request_kib = 128,
+		.passthrough = 1,
+		.zero_message_open = 1,
+		.readdirplus_always = 0,
+		.entry_timeout = 60.0,
+		.attr_timeout = 60.0,
+		.negative_timeout = 10.0,
+	};
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sss|IIIpppdddp", keywords, &opts.source, &opts.mount_path,
+					 &opts.mount_options, &opts.threads, &opts.readahead_kib, &opts.max_request_kib,
+					 &opts.passthrough, &opts.zero_message_open, &opts.readdirplus_always, &opts.entry_timeout, &opts.attr_timeout,
+					 &opts.negative_timeout, &opts.debug))
+		return NULL;
+	if (opts.threads < 1 || opts.threads > 256) {
+		PyErr_SetString(PyExc_ValueError, "threads must be between 1 and 256");
+		return NULL;
+	}
+	if (served) {
+		PyErr_SetString(PyExc_RuntimeError, "one native fast mount per process");
+		return NULL;
+	}
+	served = 1;
+	the_mount.opts = opts;
+	int res;
+	Py_BEGIN_ALLOW_THREADS
+	res = fastmount_serve(&the_mount);
+	Py_END_ALLOW_THREADS
+	if (res < 0) {
+		errno = -res;
+		return PyErr_SetFromErrnoWithFilename(PyExc_OSError, opts.mount_path);
+	}
+	Py_RETURN_NONE;
+}
+
+static PyObject *counters(PyObject *self, PyObject *unused)
+{
+	(void)self, (void)unused;
+	return Py_BuildValue("(KKK)",
+			     (unsigned long long)atomic_load(&the_mount.bytes_read),
+			     (unsigned long long)atomic_load(&the_mount.errors),
+			     (unsigned long long)atomic_load(&the_mount.opens));
+}
+
+static PyMethodDef methods[] = {
+	{"serve", (PyCFunction)(void (*)(void))serve, METH_VARARGS | METH_KEYWORDS,
+	 "serve(source, mount_path, mount_options, ...) -> None: mount and serve until unmounted or signalled"},
+	{"counters", counters, METH_NOARGS, "counters() -> (bytes_read, errors, opens)"},
+	{NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+	PyModuleDef_HEAD_INIT, "agent.fastmount._native", "Native read-only fast-mount engine (libfuse).", -1,
+	methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__native(void)
+{
+	return PyModule_Create(&module);
+}
