@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from agent.fastmount.engine import ENGINE_CHOICES
 from common.addresses import parse_host_port
 from common.units import parse_size
 
@@ -34,6 +35,7 @@ class AgentConfig:
     spot_poll_s: float = 5.0
     reconnect_max_s: float = 5.0  # cap of the exponential reconnect backoff
     log_format: str = "auto"
+    fastmount_engine: str = "auto"  # auto | native | python (see agent/fastmount/engine.py)
 
     def __post_init__(self) -> None:
         problems = []
@@ -49,6 +51,9 @@ class AgentConfig:
             problems.append(f"--heartbeat-interval must be 0.05..300 s, got {self.heartbeat_interval_s}")
         if self.cores < 0 or self.memory_bytes < 0:
             problems.append("--cores and --memory must not be negative")
+        if self.fastmount_engine not in ENGINE_CHOICES:
+            problems.append(f"--fastmount-engine must be one of {', '.join(ENGINE_CHOICES)}, "
+                            f"got {self.fastmount_engine!r}")
         if not 0.1 <= self.reconnect_max_s <= 300:
             problems.append("reconnect_max_s must be 0.1..300 s")
         if problems:
@@ -76,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--spot-poll", dest="spot_poll_s", type=float)
     a("--reconnect-max", dest="reconnect_max_s", type=float)
     a("--log-format", choices=["json", "console", "auto"])
+    a("--fastmount-engine", choices=ENGINE_CHOICES,
+      help="engine of read-only mounts: native (C, kernel passthrough) for local sources, python (pyfuse3, "
+           "parallel read-ahead) for remote ones; auto picks by the source's filesystem")
 
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:

@@ -35,7 +35,8 @@ async def run(config: AgentConfig) -> int:
     except (scratch.ScratchError, OSError) as exc:
         log.warning("scratch area not usable; drains will refuse to wipe it", path=str(config.scratch_dir),
                     error=str(exc))
-    mounts = MountManager(config.state_dir / "mounts", data_root=config.data_root)
+    mounts = MountManager(config.state_dir / "mounts", data_root=config.data_root,
+                          engine=config.fastmount_engine)
     await mounts.start()  # restores the mounts this node had before a restart
     handler = CommandHandler(mounts, config.state_dir, config.scratch_dir, stop.set)
 

@@ -117,10 +117,12 @@ def _prepare_mount_point(spec: MountSpecData) -> bool:
 
 
 class MountManager:
-    def __init__(self, state_dir: Path, data_root: Path = Path("/data"), python: str = sys.executable) -> None:
+    def __init__(self, state_dir: Path, data_root: Path = Path("/data"), python: str = sys.executable,
+                 engine: str = "auto") -> None:
         self._state_dir = state_dir
         self._data_root = data_root
         self._python = python
+        self._engine = engine
         self._mounts: dict[str, _Mount] = {}
         self._lock = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
@@ -240,7 +242,7 @@ class MountManager:
         slug = hashlib.sha256(mount.spec.mount_path.encode()).hexdigest()[:16]
         mount.worker = WorkerProcess(self._python, mount.spec.source, mount.spec.mount_path,
                                      self._state_dir / "workers" / f"{slug}.stats.json",
-                                     self._state_dir / "workers" / f"{slug}.log")
+                                     self._state_dir / "workers" / f"{slug}.log", engine=self._engine)
         try:
             await mount.worker.start()
         except WorkerStartError as exc:

@@ -24,8 +24,10 @@ class WorkerStartError(Exception):
 
 
 class WorkerProcess:
-    def __init__(self, python: str, source: str, mount_path: str, stats_file: Path, log_file: Path) -> None:
+    def __init__(self, python: str, source: str, mount_path: str, stats_file: Path, log_file: Path,
+                 engine: str = "auto") -> None:
         self.python = python
+        self.engine = engine
         self.source = source
         self.mount_path = mount_path
         self.stats_file = stats_file
@@ -50,7 +52,7 @@ class WorkerProcess:
             self.proc = await asyncio.create_subprocess_exec(
                 self.python, "-m", "agent.fastmount.worker",
                 "--source", self.source, "--mount-path", self.mount_path,
-                "--stats-file", str(self.stats_file), "--exit-with-parent",
+                "--stats-file", str(self.stats_file), "--exit-with-parent", "--engine", self.engine,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
             )
         try:

@@ -15,10 +15,10 @@ class Counters:
     opens: int = 0
 
 
-def write_stats(path: Path, counters: Counters, pid: int) -> None:
+def write_stats(path: Path, counters: Counters, pid: int, engine: str) -> None:
     """Replace the stats file atomically, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.{pid}.tmp")
-    tmp.write_text(json.dumps({**asdict(counters), "pid": pid}))
+    tmp.write_text(json.dumps({**asdict(counters), "pid": pid, "engine": engine}))
     os.replace(tmp, path)
 
 

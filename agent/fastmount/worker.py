@@ -14,15 +14,17 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import pyfuse3
 import structlog
 import trio
 
+from agent.fastmount.engine import ENGINE_CHOICES, choose_engine, describe_source, native_available
 from agent.fastmount.fs import FastMountFS
 from agent.fastmount.prefetch import MiB, PrefetchConfig
-from agent.fastmount.stats import write_stats
+from agent.fastmount.stats import Counters, write_stats
 from agent.hostns import enter_host_mount_ns
 
 log = structlog.get_logger("fastmount.worker")
@@ -44,8 +46,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="read-ahead buffers of all open files together (MiB)")
     parser.add_argument("--max-window-mib", type=int, default=64, help="largest read-ahead window per file")
     parser.add_argument("--fetch-threads", type=int, default=16, help="parallel block reads of the source")
-    parser.add_argument("--kernel-readahead-kib", type=int, default=8192,
-                        help="kernel read-ahead for this mount, so reads arrive in large requests")
+    parser.add_argument("--kernel-readahead-kib", type=int,
+                        help="kernel read-ahead for this mount (default: 8192 for the pyfuse3 engine, so reads "
+                             "arrive in large requests; the kernel's own for the native engine, whose reads "
+                             "mostly pass straight through to the source)")
+    parser.add_argument("--readdirplus", choices=("always", "auto"), default="always",
+                        help="native engine: attributes with every listing batch (no LOOKUP per file later) "
+                             "or only when the kernel sees them used")
+    parser.add_argument("--engine", choices=ENGINE_CHOICES, default="auto",
+                        help="native (C, libfuse) for local sources, python (pyfuse3 with parallel read-ahead) "
+                             "for remote or FUSE sources; auto picks by the source's filesystem")
+    parser.add_argument("--threads", type=int, default=4, help="native engine: request threads")
+    parser.add_argument("--no-passthrough", action="store_true",
+                        help="native engine: serve reads itself instead of the kernel's FUSE passthrough "
+                             "(used automatically when the kernel declines it)")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="get SIGTERM (and unmount) when the supervising process dies")
     parser.add_argument("--debug", action="store_true")
@@ -56,6 +70,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--mount-path {args.mount_path!r} is not a directory")
     if args.memory_budget_mib <= 0 or args.fetch_threads <= 0 or args.max_window_mib <= 0:
         parser.error("--memory-budget-mib, --max-window-mib and --fetch-threads must be positive")
+    if args.kernel_readahead_kib is not None and not 0 <= args.kernel_readahead_kib <= 1024 * 1024:
+        parser.error("--kernel-readahead-kib must be between 0 and 1048576")
+    if not 1 <= args.threads <= 256:
+        parser.error("--threads must be between 1 and 256")
     return args
 
 
@@ -102,7 +120,7 @@ def keep_freed_memory_for_reuse() -> None:
 async def _serve(fs: FastMountFS, args: argparse.Namespace) -> None:
     async def publish_stats() -> None:
         while True:
-            write_stats(args.stats_file, fs.counters, os.getpid())
+            write_stats(args.stats_file, fs.counters, os.getpid(), "python")
             await trio.sleep(args.stats_interval)
 
     async def stop_on_signal() -> None:
@@ -115,7 +133,7 @@ async def _serve(fs: FastMountFS, args: argparse.Namespace) -> None:
     async def tune_after_init() -> None:
         await fs.initialised.wait()
         # The INIT reply has been written by the time this task runs, so the kernel will not undo it.
-        await trio.to_thread.run_sync(tune_kernel_readahead, args.mount_path, args.kernel_readahead_kib)
+        await trio.to_thread.run_sync(tune_kernel_readahead, args.mount_path, args.kernel_readahead_kib or 8192)
         log.info("mounted", source=args.source, mount_path=args.mount_path)
 
     async with trio.open_nursery() as nursery:
@@ -125,6 +143,64 @@ async def _serve(fs: FastMountFS, args: argparse.Namespace) -> None:
             nursery.start_soon(publish_stats)
         await pyfuse3.main(min_tasks=4, max_tasks=64)
         nursery.cancel_scope.cancel()
+
+
+def mount_options(source: str) -> list[str]:
+    # libfuse splits -o on commas: escape them (and the escape character) in the source path
+    fsname = os.path.realpath(source).replace("\\", "\\\\").replace(",", "\\,")
+    options = sorted(pyfuse3.default_options | {"ro", f"fsname={fsname}", f"subtype={FSTYPE_SUBTYPE}"})
+    if os.geteuid() == 0:
+        options.append("allow_other")  # SGE jobs run as the users, not as the agent's root
+    return options
+
+
+def serve_python(args: argparse.Namespace) -> None:
+    keep_freed_memory_for_reuse()
+    fs = FastMountFS(args.source,
+                     prefetch=PrefetchConfig(max_window=args.max_window_mib * MiB),
+                     memory_budget=args.memory_budget_mib * MiB,
+                     fetch_threads=args.fetch_threads)
+    pyfuse3.init(fs, args.mount_path, set(mount_options(args.source)))
+    try:
+        trio.run(_serve, fs, args)
+    finally:
+        pyfuse3.close(unmount=True)
+        fs.shutdown()
+        if args.stats_file is not None:
+            write_stats(args.stats_file, fs.counters, os.getpid(), "python")
+
+
+def serve_native(args: argparse.Namespace) -> None:
+    from agent.fastmount import _native
+
+    def current() -> Counters:
+        bytes_read, errors, opens = _native.counters()
+        return Counters(bytes_read=bytes_read, errors=errors, opens=opens)
+
+    stop = threading.Event()
+
+    def publish_stats() -> None:
+        while not stop.wait(args.stats_interval):
+            write_stats(args.stats_file, current(), os.getpid(), "native")
+
+    publisher = None
+    if args.stats_file is not None:
+        write_stats(args.stats_file, current(), os.getpid(), "native")
+        publisher = threading.Thread(target=publish_stats, name="stats", daemon=True)
+        publisher.start()
+    log.info("mounting", source=args.source, mount_path=args.mount_path, engine="native")
+    try:
+        # Blocks until SIGTERM/SIGINT (libfuse's handlers end the loop) or an unmount; unmounts itself.
+        _native.serve(os.path.realpath(args.source), args.mount_path, ",".join(mount_options(args.source)),
+                      threads=args.threads, readahead_kib=args.kernel_readahead_kib or 0,
+                      readdirplus_always=args.readdirplus == "always", passthrough=not args.no_passthrough,
+                      debug=args.debug)
+    finally:
+        stop.set()
+        if publisher is not None:
+            publisher.join(5)
+        if args.stats_file is not None:
+            write_stats(args.stats_file, current(), os.getpid(), "native")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,25 +215,18 @@ def main(argv: list[str] | None = None) -> int:
         if os.getppid() == 1:
             return 1  # the parent died before the death signal was armed
     enter_host_mount_ns()  # before any thread starts: mount where the whole node (SGE jobs) sees it
-    keep_freed_memory_for_reuse()
-    mount_path = os.path.realpath(args.mount_path)
-    args.mount_path = mount_path
-    fs = FastMountFS(args.source,
-                     prefetch=PrefetchConfig(max_window=args.max_window_mib * MiB),
-                     memory_budget=args.memory_budget_mib * MiB,
-                     fetch_threads=args.fetch_threads)
-    options = set(pyfuse3.default_options)
-    options |= {"ro", f"fsname={os.path.realpath(args.source)}", f"subtype={FSTYPE_SUBTYPE}"}
-    if os.geteuid() == 0:
-        options.add("allow_other")  # SGE jobs run as the users, not as the agent's root
-    pyfuse3.init(fs, mount_path, options)
+    args.mount_path = os.path.realpath(args.mount_path)
+    fstype = describe_source(args.source)
     try:
-        trio.run(_serve, fs, args)
-    finally:
-        pyfuse3.close(unmount=True)
-        fs.shutdown()
-        if args.stats_file is not None:
-            write_stats(args.stats_file, fs.counters, os.getpid())
+        engine, why = choose_engine(args.engine, fstype, native_available())
+    except (RuntimeError, ValueError) as exc:
+        log.error("no-engine", error=str(exc))
+        return 2
+    log.info("engine", engine=engine, reason=why, source_fstype=fstype)
+    if engine == "native":
+        serve_native(args)
+    else:
+        serve_python(args)
     return 0
 
 
