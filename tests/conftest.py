@@ -33,6 +33,12 @@ def require_fuse() -> None:
     require(Path("/dev/fuse").exists() and shutil.which("fusermount3") is not None, "/dev/fuse and fusermount3")
 
 
+def require_native_engine() -> None:
+    from agent.fastmount.engine import native_available
+
+    require(native_available(), "the native fast-mount engine (pip install -e . with libfuse3-dev)")
+
+
 def require_sge() -> None:
     require_root()
     require(Path("/usr/lib/gridengine/sge_qmaster").exists() and shutil.which("qsub") is not None,

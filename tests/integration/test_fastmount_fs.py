@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from agent.mountsys import FUSE_FSTYPE, read_mount_table
-from tests.conftest import require_fuse
+from tests.conftest import require_fuse, require_native_engine
 
 pytestmark = pytest.mark.fuse
 
@@ -27,8 +27,14 @@ BIG = 48 * 1024 * 1024 + 4321  # not a multiple of any block size
 
 
 class Mounted:
-    def __init__(self, source: Path, mount: Path, stats: Path, proc: subprocess.Popen[bytes]) -> None:
-        self.source, self.mount, self.stats, self.proc = source, mount, stats, proc
+    def __init__(self, source: Path, mount: Path, stats: Path, proc: subprocess.Popen[bytes], engine: str) -> None:
+        self.source, self.mount, self.stats, self.proc, self.engine = source, mount, stats, proc, engine
+
+
+# Every behaviour below holds for each engine: native with kernel passthrough (the default for a local
+# source), native serving reads itself (kernels without passthrough), and pyfuse3 (remote sources).
+ENGINES = {"native": [], "native-no-passthrough": ["--no-passthrough"], "pyfuse3": []}
+ENGINE_FLAG = {"native": "native", "native-no-passthrough": "native", "pyfuse3": "python"}
 
 
 def _wait_mounted(mount: Path, proc: subprocess.Popen[bytes]) -> None:
@@ -40,9 +46,12 @@ def _wait_mounted(mount: Path, proc: subprocess.Popen[bytes]) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def mounted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mounted]:
+@pytest.fixture(scope="module", params=list(ENGINES))
+def mounted(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Mounted]:
     require_fuse()
+    engine: str = request.param
+    if ENGINE_FLAG[engine] == "native":
+        require_native_engine()
     base = tmp_path_factory.mktemp("fastmount")
     source, mount = base / "source", base / "mnt"
     (source / "many").mkdir(parents=True)
@@ -53,15 +62,19 @@ def mounted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mounted]:
     for i in range(300):
         (source / "many" / f"f{i:04d}.dat").write_bytes(rng.randbytes(rng.randrange(0, 200_000)))
     (source / "sub" / "deeper" / "note.txt").write_text("deep\n")
+    (source / "fresh").mkdir()  # files no other test reads, so their first read reaches the worker
+    for name in ("counted", "passed"):
+        (source / "fresh" / name).write_bytes(rng.randbytes(100_000))
     (source / "empty").write_bytes(b"")
     os.symlink("sub/deeper/note.txt", source / "link")
     os.chmod(source / "sub" / "deeper" / "note.txt", 0o640)
     stats = base / "stats.json"
     proc = subprocess.Popen([sys.executable, "-m", "agent.fastmount.worker", "--source", str(source),
-                             "--mount-path", str(mount), "--stats-file", str(stats), "--stats-interval", "0.2"])
+                             "--mount-path", str(mount), "--stats-file", str(stats), "--stats-interval", "0.2",
+                             "--engine", ENGINE_FLAG[engine], *ENGINES[engine]])
     try:
         _wait_mounted(mount, proc)
-        yield Mounted(source, mount, stats, proc)
+        yield Mounted(source, mount, stats, proc, engine)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -186,20 +199,35 @@ def test_files_look_read_only(mounted: Mounted) -> None:
     assert os.statvfs(mounted.mount).f_flag & os.ST_RDONLY
 
 
-def test_counters_are_published(mounted: Mounted) -> None:
-    before = json.loads(mounted.stats.read_text())
-    fd = os.open(mounted.mount / "many" / "f0001.dat", os.O_RDONLY)
-    os.close(fd)
-    sha(mounted.source / "big.bin")
+def published_after(mounted: Mounted, before: dict[str, int]) -> dict[str, int]:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        now = json.loads(mounted.stats.read_text())
+        now: dict[str, int] = json.loads(mounted.stats.read_text())
         if now["opens"] > before["opens"]:
-            break
+            return now
         time.sleep(0.1)
-    assert now["opens"] > before["opens"]
-    assert now["bytes_read"] >= BIG  # at least the big file went through the worker once
+    raise AssertionError(f"opens did not grow past {before['opens']} within 5 s")
+
+
+def test_counters_are_published(mounted: Mounted) -> None:
+    before = json.loads(mounted.stats.read_text())
+    with open(mounted.mount / "fresh" / "counted", "rb") as f:
+        f.read(1)  # a first read: zero-message opens are only seen there
+    now = published_after(mounted, before)
     assert now["pid"] == mounted.proc.pid
+    assert now["engine"] == ENGINE_FLAG[mounted.engine]
+
+
+def test_reads_pass_through_the_kernel_only_with_passthrough(mounted: Mounted) -> None:
+    """With passthrough the kernel reads the source itself: the file opens, but no byte crosses the worker."""
+    before = json.loads(mounted.stats.read_text())
+    assert sha(mounted.mount / "fresh" / "passed") == sha(mounted.source / "fresh" / "passed")
+    now = published_after(mounted, before)
+    size = (mounted.source / "fresh" / "passed").stat().st_size
+    if mounted.engine == "native":
+        assert now["bytes_read"] == before["bytes_read"]
+    else:
+        assert now["bytes_read"] >= before["bytes_read"] + size
 
 
 def test_sigterm_unmounts_cleanly(tmp_path: Path) -> None:
@@ -216,7 +244,7 @@ def test_sigterm_unmounts_cleanly(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
         assert str(mount) not in read_mount_table()
-        assert json.loads(stats.read_text())["bytes_read"] == 1
+        assert json.loads(stats.read_text())["opens"] == 1  # the final counts were written at exit
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -228,3 +256,32 @@ def test_bad_arguments_are_refused_before_mounting(tmp_path: Path) -> None:
                           "--mount-path", str(tmp_path)], capture_output=True, text=True)
     assert out.returncode == 2
     assert "--source" in out.stderr and "not a directory" in out.stderr
+
+
+def test_a_directory_swapped_for_a_symlink_does_not_lead_outside(tmp_path: Path) -> None:
+    """The native engine resolves every path beneath the source without following symlinks."""
+    require_fuse()
+    require_native_engine()
+    source, mount, outside = tmp_path / "s", tmp_path / "m", tmp_path / "outside"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "a").write_text("inside")
+    outside.mkdir()
+    (outside / "secret").write_text("outside")
+    mount.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "agent.fastmount.worker", "--source", str(source),
+                             "--mount-path", str(mount), "--engine", "native"])
+    try:
+        _wait_mounted(mount, proc)
+        assert (mount / "sub" / "a").read_text() == "inside"  # the kernel now remembers "sub" for a while
+        (source / "sub").rename(source / "sub.old")
+        os.symlink(outside, source / "sub")
+        with pytest.raises(OSError) as info:
+            (mount / "sub" / "secret").read_text()
+        assert info.value.errno == errno.ELOOP
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
