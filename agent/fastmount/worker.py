@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="kernel read-ahead for this mount (default: 8192 for the pyfuse3 engine, so reads "
                              "arrive in large requests; the kernel's own for the native engine, whose reads "
                              "mostly pass straight through to the source)")
-    parser.add_argument("--readdirplus", choices=("always", "auto"), default="auto",
+    parser.add_argument("--readdirplus", choices=("always", "auto"), default="always",
                         help="native engine: attributes with every listing batch (no LOOKUP per file later) "
                              "or only when the kernel sees them used")
     parser.add_argument("--engine", choices=ENGINE_CHOICES, default="auto",
