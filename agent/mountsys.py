@@ -25,6 +25,7 @@ class MountEntry:
     fstype: str
     source: str
     root: str  # the directory of the source filesystem that is mounted (bind mounts show it)
+    device: str = ""  # major:minor, which names the mount's backing device info in /sys/class/bdi
 
 
 def _unescape(field: str) -> str:
@@ -42,7 +43,7 @@ def read_mount_table(mountinfo: str = "/proc/self/mountinfo") -> dict[str, Mount
             if len(fields) < 5 or len(tail) < 2:
                 continue
             point = _unescape(fields[4])
-            table[point] = MountEntry(point, tail[0], _unescape(tail[1]), _unescape(fields[3]))
+            table[point] = MountEntry(point, tail[0], _unescape(tail[1]), _unescape(fields[3]), fields[2])
     return table
 
 

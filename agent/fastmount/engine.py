@@ -10,7 +10,10 @@ filesystem the source lives on.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Literal
+
+from agent.mountsys import MountEntry, read_mount_table
 
 Engine = Literal["native", "python"]
 ENGINE_CHOICES = ("auto", "native", "python")
@@ -30,32 +33,14 @@ def native_available() -> bool:
     return True
 
 
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def source_fstype(source: str, mountinfo: str) -> str | None:
+def source_fstype(source: str, table: Mapping[str, MountEntry]) -> str | None:
     """The type of the filesystem `source` (a real path) lives on: the deepest mount containing it."""
-    best, best_len = None, -1
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        if " - " not in line or len(fields) < 5:
-            continue
-        point = _unescape(fields[4])
-        fstype = line.split(" - ", 1)[1].split()[0]
-        inside = source == point or source.startswith(point.rstrip("/") + "/") or point == "/"
-        if inside and len(point) >= best_len:  # later lines stack on top of earlier ones
-            best, best_len = fstype, len(point)
-    return best
+    best: MountEntry | None = None
+    for point, entry in table.items():
+        inside = source == point or source.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) > len(best.mount_point)):
+            best = entry
+    return best.fstype if best is not None else None
 
 
 def is_remote(fstype: str | None) -> bool:
@@ -83,5 +68,4 @@ def choose_engine(requested: str, fstype: str | None, native_ok: bool) -> tuple[
 
 
 def describe_source(source: str) -> str | None:
-    with open("/proc/self/mountinfo") as info:
-        return source_fstype(os.path.realpath(source), info.read())
+    return source_fstype(os.path.realpath(source), read_mount_table())

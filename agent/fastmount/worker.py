@@ -26,6 +26,7 @@ from agent.fastmount.fs import FastMountFS
 from agent.fastmount.prefetch import MiB, PrefetchConfig
 from agent.fastmount.stats import Counters, write_stats
 from agent.hostns import enter_host_mount_ns
+from agent.mountsys import read_mount_table
 
 log = structlog.get_logger("fastmount.worker")
 
@@ -33,6 +34,7 @@ PR_SET_PDEATHSIG = 1
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 FSTYPE_SUBTYPE = "bench-fastmount"
+PYFUSE3_READAHEAD_KIB = 8192
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,9 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-window-mib", type=int, default=64, help="largest read-ahead window per file")
     parser.add_argument("--fetch-threads", type=int, default=16, help="parallel block reads of the source")
     parser.add_argument("--kernel-readahead-kib", type=int,
-                        help="kernel read-ahead for this mount (default: 8192 for the pyfuse3 engine, so reads "
-                             "arrive in large requests; the kernel's own for the native engine, whose reads "
-                             "mostly pass straight through to the source)")
+                        help=f"kernel read-ahead for this mount (default: {PYFUSE3_READAHEAD_KIB} for the pyfuse3 "
+                             "engine, so reads arrive in large requests; the kernel's own for the native engine, "
+                             "whose reads mostly pass straight through to the source)")
     parser.add_argument("--readdirplus", choices=("always", "auto"), default="always",
                         help="native engine: attributes with every listing batch (no LOOKUP per file later) "
                              "or only when the kernel sees them used")
@@ -77,28 +79,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _mount_device(mount_path: str) -> str | None:
-    """The major:minor of the filesystem mounted at mount_path, from mountinfo (never touching the mount)."""
-    found = None
-    with open("/proc/self/mountinfo") as info:
-        for line in info:
-            fields = line.split()
-            if len(fields) > 4 and fields[4] == mount_path:
-                found = fields[2]
-    return found
-
-
 def tune_kernel_readahead(mount_path: str, kib: int) -> None:
     """Raise the mount's read-ahead so the kernel sends ~1 MiB reads instead of 128 KiB ones.
 
     FUSE sets the backing device's read-ahead from the INIT reply; it can only be raised afterwards through
     sysfs. Fewer, larger requests cut the per-request Python cost that limits a FUSE filesystem.
     """
-    device = _mount_device(mount_path)
-    if device is None:
+    entry = read_mount_table().get(mount_path)  # from mountinfo: never touches the mount itself
+    if entry is None:
         log.warning("readahead-not-tuned", reason="mount not found in mountinfo", mount_path=mount_path)
         return
-    knob = Path(f"/sys/class/bdi/{device}/read_ahead_kb")
+    knob = Path(f"/sys/class/bdi/{entry.device}/read_ahead_kb")
     try:
         knob.write_text(str(kib))
     except OSError as exc:
@@ -133,7 +124,9 @@ async def _serve(fs: FastMountFS, args: argparse.Namespace) -> None:
     async def tune_after_init() -> None:
         await fs.initialised.wait()
         # The INIT reply has been written by the time this task runs, so the kernel will not undo it.
-        await trio.to_thread.run_sync(tune_kernel_readahead, args.mount_path, args.kernel_readahead_kib or 8192)
+        await trio.to_thread.run_sync(tune_kernel_readahead, args.mount_path,
+                                      PYFUSE3_READAHEAD_KIB if args.kernel_readahead_kib is None
+                                      else args.kernel_readahead_kib)
         log.info("mounted", source=args.source, mount_path=args.mount_path)
 
     async with trio.open_nursery() as nursery:
@@ -192,7 +185,7 @@ def serve_native(args: argparse.Namespace) -> None:
     try:
         # Blocks until SIGTERM/SIGINT (libfuse's handlers end the loop) or an unmount; unmounts itself.
         _native.serve(os.path.realpath(args.source), args.mount_path, ",".join(mount_options(args.source)),
-                      threads=args.threads, readahead_kib=args.kernel_readahead_kib or 0,
+                      threads=args.threads, readahead_kib=args.kernel_readahead_kib or 0,  # None: the kernel's own
                       readdirplus_always=args.readdirplus == "always", passthrough=not args.no_passthrough,
                       debug=args.debug)
     finally:

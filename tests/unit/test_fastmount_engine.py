@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from agent.fastmount.engine import choose_engine, is_remote, source_fstype
+from agent.mountsys import MountEntry, read_mount_table
 
 MOUNTINFO = """\
 22 1 259:1 / / rw,relatime shared:1 - ext4 /dev/nvme0n1p1 rw
@@ -16,6 +19,11 @@ MOUNTINFO = """\
 """
 
 
+def table(tmp_path: Path) -> dict[str, MountEntry]:
+    (tmp_path / "mountinfo").write_text(MOUNTINFO)
+    return read_mount_table(str(tmp_path / "mountinfo"))
+
+
 @pytest.mark.parametrize(("source", "fstype"), [
     ("/data/local/x", "xfs"),
     ("/data", "xfs"),
@@ -24,16 +32,16 @@ MOUNTINFO = """\
     ("/data/projectX", "xfs"),  # a name prefix is not a path prefix
     ("/home/user", "ext4"),
 ])
-def test_the_deepest_mount_containing_the_source_decides(source: str, fstype: str) -> None:
-    assert source_fstype(source, MOUNTINFO) == fstype
+def test_the_deepest_mount_containing_the_source_decides(source: str, fstype: str, tmp_path: Path) -> None:
+    assert source_fstype(source, table(tmp_path)) == fstype
 
 
-def test_a_later_mount_on_the_same_point_hides_the_earlier_one() -> None:
-    assert source_fstype("/data/project/p1", MOUNTINFO) == "ext4"
+def test_a_later_mount_on_the_same_point_hides_the_earlier_one(tmp_path: Path) -> None:
+    assert source_fstype("/data/project/p1", table(tmp_path)) == "ext4"
 
 
 def test_no_mount_table_means_unknown() -> None:
-    assert source_fstype("/data", "") is None
+    assert source_fstype("/data", {}) is None
 
 
 @pytest.mark.parametrize(("fstype", "remote"), [
