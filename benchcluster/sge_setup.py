@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from manager.sge.client import EXECHOST_TEMPLATE
+
 QUEUE = "all.q"
 HOSTGROUP = "@allhosts"
 QCONF_TIMEOUT_S = 30.0
@@ -286,16 +288,7 @@ def _ensure_submit_host(install: SgeInstall, hostname: str) -> None:
         _qconf(install, "-as", hostname)
 
 
-PLACEHOLDER_EXECHOST = """hostname {hostname}
-load_scaling NONE
-complex_values slots=0,static_cores=0,static_mem=0
-user_lists NONE
-xuser_lists NONE
-projects NONE
-xprojects NONE
-usage_scaling NONE
-report_variables NONE
-"""
+PLACEHOLDER_COMPLEX_VALUES = "slots=0,static_cores=0,static_mem=0"
 
 
 def _ensure_placeholder_instance(install: SgeInstall, manager_hostname: str) -> None:
@@ -305,7 +298,8 @@ def _ensure_placeholder_instance(install: SgeInstall, manager_hostname: str) -> 
     never receives a job."""
     hosts = _qconf(install, "-sel", check=False).stdout.split()
     if manager_hostname not in hosts:
-        _load_file(install, "-Ae", "exechost", PLACEHOLDER_EXECHOST.format(hostname=manager_hostname))
+        placeholder = EXECHOST_TEMPLATE.format(hostname=manager_hostname, values=PLACEHOLDER_COMPLEX_VALUES)
+        _load_file(install, "-Ae", "exechost", placeholder)
     group = _qconf(install, "-shgrp", HOSTGROUP).stdout.replace("\\", " ").split()
     if manager_hostname not in group:
         _qconf(install, "-aattr", "hostgroup", "hostlist", manager_hostname, HOSTGROUP)
