@@ -14,6 +14,18 @@ set -euo pipefail
 
 die() { echo "install-node: error: $*" >&2; exit 1; }
 say() { echo "install-node: $*"; }
+# retry WHAT CMD...: three attempts with a growing pause (mirrors and PyPI fail now and then), then give up.
+retry() {
+  local what=$1 attempt
+  shift
+  for attempt in 1 2 3; do
+    "$@" && return 0
+    [ "$attempt" = 3 ] && break
+    say "$what attempt $attempt failed; retrying in $((attempt * 10)) s" >&2
+    sleep $((attempt * 10))
+  done
+  return 1
+}
 
 wheel=""
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -70,16 +82,8 @@ gridengine-exec shared/gridengineconfig boolean false
 SEL
 
 say "installing Debian packages"
-apt_ok=0
-for attempt in 1 2 3; do
-  if apt-get update -q && apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"; then
-    apt_ok=1
-    break
-  fi
-  say "apt attempt $attempt failed; retrying in $((attempt * 10)) s" >&2
-  sleep $((attempt * 10))
-done
-[ "$apt_ok" = 1 ] || die "apt-get could not install ${PACKAGES[*]}"
+apt_install() { apt-get update -q && apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"; }
+retry apt apt_install || die "apt-get could not install ${PACKAGES[*]}"
 
 say "creating accounts and directories"
 getent group bench >/dev/null || groupadd --system bench
@@ -96,16 +100,8 @@ say "installing $wheel into /opt/bench/venv"
 if [ ! -x /opt/bench/venv/bin/python ]; then
   python3 -m venv /opt/bench/venv
 fi
-pip_ok=0
-for attempt in 1 2 3; do
-  if /opt/bench/venv/bin/pip install --disable-pip-version-check --no-input -q "$wheel"; then
-    pip_ok=1
-    break
-  fi
-  say "pip attempt $attempt failed; retrying in $((attempt * 10)) s" >&2
-  sleep $((attempt * 10))
-done
-[ "$pip_ok" = 1 ] || die "pip could not install $wheel"
+retry pip /opt/bench/venv/bin/pip install --disable-pip-version-check --no-input -q "$wheel" \
+  || die "pip could not install $wheel"
 for entry in bench-manager bench-agent; do
   [ -x "/opt/bench/venv/bin/$entry" ] || die "the wheel did not install the $entry entry point"
 done
