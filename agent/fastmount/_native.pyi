@@ -4,6 +4,7 @@ def serve(
     mount_options: str,
     threads: int = ...,
     readahead_kib: int = ...,
+    max_request_kib: int = ...,
     passthrough: bool = ...,
     zero_message_open: bool = ...,
     readdirplus_always: bool = ...,

@@ -38,6 +38,7 @@ struct fastmount {
 	struct inode_table inodes;
 	atomic_int passthrough;      /* 1 while the kernel accepts backing files (cleared on its first refusal) */
 	pthread_mutex_t backing_lock;
+	unsigned idle_backings;      /* backing files kept with no open, for the next open; backing_lock */
 	int no_open;                 /* negotiated: the kernel supports zero-message open and we want it */
 	atomic_int readahead_tuned;
 	atomic_uint_fast64_t bytes_read;

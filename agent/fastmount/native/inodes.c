@@ -145,18 +145,18 @@ struct inode *inodes_remember(struct inode_table *table, const struct inode *par
 	return fresh;
 }
 
-void inodes_forget(struct inode_table *table, struct inode *node, uint64_t nlookup)
+int inodes_forget(struct inode_table *table, struct inode *node, uint64_t nlookup)
 {
 	pthread_mutex_lock(&table->lock);
 	if (node == &table->root) {
 		node->nlookup = node->nlookup > nlookup ? node->nlookup - nlookup : 1;
 		pthread_mutex_unlock(&table->lock);
-		return;
+		return 0;
 	}
 	if (node->nlookup > nlookup) {
 		node->nlookup -= nlookup;
 		pthread_mutex_unlock(&table->lock);
-		return;
+		return 0;
 	}
 	struct inode **link = &table->buckets[bucket_of(node->dev, node->ino, table->nbuckets)];
 	while (*link != NULL && *link != node)
@@ -166,8 +166,11 @@ void inodes_forget(struct inode_table *table, struct inode *node, uint64_t nlook
 		table->count--;
 	}
 	pthread_mutex_unlock(&table->lock);
+	/* no open is left: the kernel forgets an inode only after its last RELEASE was answered */
+	int backing_id = node->backing_id;
 	free(node->path);
 	free(node);
+	return backing_id;
 }
 
 size_t inodes_count(struct inode_table *table)

@@ -15,7 +15,8 @@ struct inode {
 	uint64_t ino;
 	char *path;          /* relative to the source root, "." for the root; fixed at creation */
 	uint64_t nlookup;    /* guarded by the table lock */
-	int backing_id;      /* kernel passthrough backing file while opened; guarded by fastmount.backing_lock */
+	int backing_id;      /* kernel passthrough backing file, kept while the kernel knows the inode (bounded:
+			      * fastmount.idle_backings); guarded by fastmount.backing_lock */
 	unsigned opens;      /* passthrough opens not yet released; same lock */
 	struct inode *next;  /* hash chain */
 };
@@ -36,8 +37,9 @@ void inodes_destroy(struct inode_table *table);
 struct inode *inodes_remember(struct inode_table *table, const struct inode *parent, const char *name,
 			      const struct stat *st);
 
-/* Drop `nlookup` of the kernel's lookups; the record is freed when none is left (never the root's). */
-void inodes_forget(struct inode_table *table, struct inode *node, uint64_t nlookup);
+/* Drop `nlookup` of the kernel's lookups; the record is freed when none is left (never the root's).
+ * Returns the backing id the freed record held (the caller closes it), else 0. */
+int inodes_forget(struct inode_table *table, struct inode *node, uint64_t nlookup);
 
 size_t inodes_count(struct inode_table *table);
 

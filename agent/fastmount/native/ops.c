@@ -19,6 +19,7 @@
 
 #define WRITE_BITS (S_IWUSR | S_IWGRP | S_IWOTH)
 #define PREFERRED_IO_SIZE (1024 * 1024) /* st_blksize: tells cp, cat, dd to read in large blocks */
+#define MAX_IDLE_BACKINGS 16384         /* ~0.5 KiB of kernel memory each */
 
 struct dirhandle {
 	pthread_mutex_t lock;
@@ -134,6 +135,18 @@ static void tune_readahead(struct fastmount *fm)
 	}
 }
 
+/* Drop kernel lookups of `node`; when it goes, so does the idle backing file it kept. */
+static void forget_node(struct fastmount *fm, struct inode *node, uint64_t nlookup)
+{
+	int backing_id = inodes_forget(&fm->inodes, node, nlookup);
+	if (backing_id > 0) {
+		passthrough_backing_close(fm->se, backing_id);
+		pthread_mutex_lock(&fm->backing_lock);
+		fm->idle_backings--;
+		pthread_mutex_unlock(&fm->backing_lock);
+	}
+}
+
 static void fill_entry(struct fastmount *fm, struct fuse_entry_param *e, struct inode *node, const struct stat *st)
 {
 	memset(e, 0, sizeof(*e));
@@ -199,13 +212,13 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fuse_entry_param e;
 	fill_entry(fm, &e, node, &st);
 	if (fuse_reply_entry(req, &e) != 0)
-		inodes_forget(&fm->inodes, node, 1);
+		forget_node(fm, node, 1);
 }
 
 static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
 	struct fastmount *fm = fs_of(req);
-	inodes_forget(&fm->inodes, node_of(fm, ino), nlookup);
+	forget_node(fm, node_of(fm, ino), nlookup);
 	fuse_reply_none(req);
 }
 
@@ -213,7 +226,7 @@ static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 {
 	struct fastmount *fm = fs_of(req);
 	for (size_t i = 0; i < count; i++)
-		inodes_forget(&fm->inodes, node_of(fm, forgets[i].ino), forgets[i].nlookup);
+		forget_node(fm, node_of(fm, forgets[i].ino), forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -302,13 +315,19 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		close(fd);
 }
 
-/* Drop one passthrough open of `node`; the backing file goes when the last one does. */
+/* Drop one passthrough open of `node`. The backing file stays for the next open (which then needs no
+ * source open and no ioctl, and RELEASE none either) until the kernel forgets the inode, unless
+ * MAX_IDLE_BACKINGS are already kept: each is an open file of the source in the kernel. */
 static void release_backing(struct fastmount *fm, struct inode *node)
 {
 	pthread_mutex_lock(&fm->backing_lock);
 	if (node->opens > 0 && --node->opens == 0 && node->backing_id > 0) {
-		passthrough_backing_close(fm->se, node->backing_id);
-		node->backing_id = 0;
+		if (fm->idle_backings < MAX_IDLE_BACKINGS) {
+			fm->idle_backings++;
+		} else {
+			passthrough_backing_close(fm->se, node->backing_id);
+			node->backing_id = 0;
+		}
 	}
 	pthread_mutex_unlock(&fm->backing_lock);
 }
@@ -337,6 +356,8 @@ static int open_passthrough(struct fastmount *fm, fuse_req_t req, fuse_ino_t ino
 			return 0;
 		}
 		node->backing_id = id;
+	} else if (node->opens == 0) {
+		fm->idle_backings--;  /* an idle backing file is in use again */
 	}
 	node->opens++;
 	int id = node->backing_id;
@@ -517,7 +538,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 			if (used > left) {
 				/* did not fit: the kernel never saw this lookup, so it will never forget it */
 				if (node != NULL)
-					inodes_forget(&fm->inodes, node, 1);
+					forget_node(fm, node, 1);
 				break;
 			}
 		} else {
