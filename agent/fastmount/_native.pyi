@@ -8,6 +8,7 @@ def serve(
     passthrough: bool = ...,
     zero_message_open: bool = ...,
     readdirplus_always: bool = ...,
+    adaptive_attrs: bool = ...,
     entry_timeout: float = ...,
     attr_timeout: float = ...,
     negative_timeout: float = ...,

@@ -52,9 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"kernel read-ahead for this mount (default: {PYFUSE3_READAHEAD_KIB} for the pyfuse3 "
                              "engine, so reads arrive in large requests; the kernel's own for the native engine, "
                              "whose reads mostly pass straight through to the source)")
-    parser.add_argument("--readdirplus", choices=("always", "auto"), default="always",
-                        help="native engine: attributes with every listing batch (no LOOKUP per file later) "
-                             "or only when the kernel sees them used")
+    parser.add_argument("--readdirplus", choices=("adaptive", "always", "auto"), default="adaptive",
+                        help="native engine, listings: adaptive = names only unless the directory's entries "
+                             "get looked up (ls -l, reading every file), learnt per directory; always = "
+                             "attributes with every entry; auto = the kernel's own heuristic")
     parser.add_argument("--engine", choices=ENGINE_CHOICES, default="auto",
                         help="native (C, libfuse) for local sources, python (pyfuse3 with parallel read-ahead) "
                              "for remote or FUSE sources; auto picks by the source's filesystem")
@@ -186,7 +187,8 @@ def serve_native(args: argparse.Namespace) -> None:
         # Blocks until SIGTERM/SIGINT (libfuse's handlers end the loop) or an unmount; unmounts itself.
         _native.serve(os.path.realpath(args.source), args.mount_path, ",".join(mount_options(args.source)),
                       threads=args.threads, readahead_kib=args.kernel_readahead_kib or 0,  # None: the kernel's own
-                      readdirplus_always=args.readdirplus == "always", passthrough=not args.no_passthrough,
+                      readdirplus_always=args.readdirplus != "auto",
+                      adaptive_attrs=args.readdirplus == "adaptive", passthrough=not args.no_passthrough,
                       debug=args.debug)
     finally:
         stop.set()

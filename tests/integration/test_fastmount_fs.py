@@ -268,6 +268,64 @@ def test_sigterm_unmounts_cleanly(tmp_path: Path) -> None:
         subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
 
 
+def fuse_inodes_in_kernel() -> int:
+    for line in Path("/proc/slabinfo").read_text().splitlines():
+        if line.startswith("fuse_inode "):
+            return int(line.split()[1])
+    raise AssertionError("no fuse_inode slab in /proc/slabinfo")
+
+
+def forget_everything() -> int:
+    """Evict dentries and inodes, and wait until their (RCU-delayed) freeing shows in the slab count."""
+    Path("/proc/sys/vm/drop_caches").write_text("2\n")
+    count, deadline = fuse_inodes_in_kernel(), time.monotonic() + 5
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = fuse_inodes_in_kernel()
+        if now == count:
+            break
+        count = now
+    return count
+
+
+@pytest.mark.parametrize("habit", ["names", "attrs"])
+def test_listings_carry_attributes_only_where_they_get_used(tmp_path: Path, habit: str) -> None:
+    """Names-only listings (ls) instantiate no kernel inodes; ls -l gets attributes (and inodes) for
+    every entry after the first batch, and a directory whose files get opened after a names-only listing
+    gets them from the start of its next listing."""
+    require_fuse()
+    require_native_engine()
+    entries = 3000
+    source, mount = tmp_path / "s", tmp_path / "m"
+    (source / "d").mkdir(parents=True)
+    mount.mkdir()
+    for i in range(entries):
+        (source / "d" / f"entry-{i:05d}").write_bytes(b"x")
+    proc = subprocess.Popen([sys.executable, "-m", "agent.fastmount.worker", "--source", str(source),
+                             "--mount-path", str(mount), "--engine", "native"])
+    try:
+        _wait_mounted(mount, proc)
+        before = forget_everything()
+        if habit == "names":
+            for _ in range(2):  # the second listing is cold again
+                assert len(os.listdir(mount / "d")) == entries
+                assert fuse_inodes_in_kernel() - before < entries // 4
+                before = forget_everything()
+        else:
+            names = sorted(os.listdir(mount / "d"))  # names only, then every file opened: learnt
+            assert all((mount / "d" / n).read_bytes() == b"x" for n in names)
+            before = forget_everything()
+            listed = os.listdir(mount / "d")  # this listing brings attributes: the inodes exist now
+            assert fuse_inodes_in_kernel() - before >= entries * 3 // 4, len(listed)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
+
+
 def test_bad_arguments_are_refused_before_mounting(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "agent.fastmount.worker", "--source", str(tmp_path / "none"),
                           "--mount-path", str(tmp_path)], capture_output=True, text=True)

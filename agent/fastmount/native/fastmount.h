@@ -25,6 +25,7 @@ struct fastmount_options {
 	int passthrough;             /* let the kernel read opened files straight from the source (when it can) */
 	int zero_message_open;       /* otherwise let the kernel open files without asking (when it can) */
 	int readdirplus_always;      /* attributes with every listing batch, not only the first */
+	int adaptive_attrs;          /* ... unless the directory's listings are used for names only (habits.h) */
 	int debug;
 	double entry_timeout;
 	double attr_timeout;

@@ -12,8 +12,8 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs)
 {
 	(void)self;
 	static char *keywords[] = {"source", "mount_path", "mount_options", "threads", "readahead_kib", "max_request_kib",
-				   "passthrough", "zero_message_open", "readdirplus_always", "entry_timeout", "attr_timeout", "negative_timeout",
-				   "debug", NULL};
+				   "passthrough", "zero_message_open", "readdirplus_always", "adaptive_attrs",
+				   "entry_timeout", "attr_timeout", "negative_timeout", "debug", NULL};
 	struct fastmount_options opts = {
 		.threads = 4,
 		.readahead_kib = 0,
@@ -25,9 +25,10 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs)
 		.attr_timeout = 60.0,
 		.negative_timeout = 10.0,
 	};
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sss|IIIpppdddp", keywords, &opts.source, &opts.mount_path,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sss|IIIppppdddp", keywords, &opts.source, &opts.mount_path,
 					 &opts.mount_options, &opts.threads, &opts.readahead_kib, &opts.max_request_kib,
-					 &opts.passthrough, &opts.zero_message_open, &opts.readdirplus_always, &opts.entry_timeout, &opts.attr_timeout,
+					 &opts.passthrough, &opts.zero_message_open, &opts.readdirplus_always, &opts.adaptive_attrs,
+					 &opts.entry_timeout, &opts.attr_timeout,
 					 &opts.negative_timeout, &opts.debug))
 		return NULL;
 	if (opts.threads < 1 || opts.threads > 256) {

@@ -3,6 +3,7 @@
  * source cannot lead a request outside it. Every write-type request gets EROFS. */
 #define _GNU_SOURCE
 #include "fastmount.h"
+#include "habits.h"
 #include "passthrough.h"
 
 #include <dirent.h>
@@ -26,6 +27,8 @@ struct dirhandle {
 	DIR *dp;
 	off_t offset;
 	struct dirent *pending;  /* read from the stream but did not fit in the last reply */
+	struct listing_pass pass;  /* the listing from offset 0 under way, when adaptive_attrs */
+	int pass_started;
 };
 
 static struct fastmount *fs_of(fuse_req_t req)
@@ -185,6 +188,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fastmount *fm = fs_of(req);
 	tune_readahead(fm);
 	struct inode *dir = node_of(fm, parent);
+	habits_note_lookup(dir->dev, dir->ino);
 	char path[PATH_MAX];
 	int n = strcmp(dir->path, ".") == 0 ? snprintf(path, sizeof(path), "%s", name)
 					   : snprintf(path, sizeof(path), "%s/%s", dir->path, name);
@@ -497,6 +501,14 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		d->pending = NULL;
 		d->offset = offset;
 	}
+	int attrs = plus;
+	if (plus && fm->opts.adaptive_attrs) {
+		if (offset == 0) {
+			habits_begin_pass(&d->pass, dir->dev, dir->ino);
+			d->pass_started = 1;
+		}
+		attrs = !d->pass_started || habits_want_attrs(&d->pass);
+	}
 	for (;;) {
 		struct dirent *ent = d->pending;
 		if (ent == NULL) {
@@ -504,6 +516,10 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 			ent = readdir(d->dp);
 			if (ent == NULL) {
 				err = errno;
+				if (err == 0 && d->pass_started) {
+					habits_end_pass(&d->pass);
+					d->pass_started = 0;
+				}
 				break;
 			}
 			d->pending = ent;
@@ -512,7 +528,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		if (plus) {
 			struct fuse_entry_param e = {0};
 			struct inode *node = NULL;
-			if (is_dot_or_dotdot(ent->d_name)) {
+			if (!attrs || is_dot_or_dotdot(ent->d_name)) {
 				/* node id 0: a name without attributes, the kernel instantiates nothing */
 				e.attr.st_ino = ent->d_ino;
 				e.attr.st_mode = (mode_t)DTTOIF(ent->d_type);
