@@ -1,6 +1,11 @@
 """The two servers `benchmarks/heartbeats.py` measures, each a real subprocess on loopback:
 bench-manager (temp state dir, fresh tokens, no SGE, no provider) and the grpc.aio echo baseline.
-Both are stopped (SIGTERM, then SIGKILL after a timeout) when their context exits, also on Ctrl-C."""
+
+Both are stopped (SIGTERM, then SIGKILL after a timeout) when their context exits, also on Ctrl-C.
+They stay in the benchmark's process group, so whatever signals or kills that group (a terminal's
+Ctrl-C, `kill -- -PGID`, a test's or CI job's clean-up) reaches them too; both stop by themselves on
+SIGINT or SIGTERM. `stop_child_processes` is the last resort at exit for a server an interrupt left
+running (a second Ctrl-C while a server was being started or stopped)."""
 
 from __future__ import annotations
 
@@ -10,10 +15,12 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
@@ -25,6 +32,13 @@ ECHO_SERVER = Path(__file__).resolve().parent / "echo_server.py"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOOPBACK = "127.0.0.1"
+
+Announce = Callable[[str], None]
+"""Receives one line of progress (a server started, serving); `heartbeats.py` prints them."""
+
+
+def _silent(_: str) -> None:
+    pass
 
 
 class ServerFailed(Exception):
@@ -84,7 +98,8 @@ async def _wait_serving(address: str, proc: asyncio.subprocess.Process, log_path
 
 
 @contextlib.asynccontextmanager
-async def bench_manager(work_dir: Path, heartbeat_interval_s: float) -> AsyncIterator[RunningServer]:
+async def bench_manager(work_dir: Path, heartbeat_interval_s: float,
+                        announce: Announce = _silent) -> AsyncIterator[RunningServer]:
     """A real bench-manager: own SQLite file, tokens and data root; LOST detection pushed out of the way."""
     agent_token_file, user_token_file = work_dir / "agent.token", work_dir / "user.token"
     agent_token, user_token = write_new_token(agent_token_file), write_new_token(user_token_file)
@@ -100,23 +115,25 @@ async def bench_manager(work_dir: Path, heartbeat_interval_s: float) -> AsyncIte
             "--heartbeat-interval", str(heartbeat_interval_s), "--log-format", "json"]
     with log_path.open("ab") as log:
         proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=log,
-                                                    stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+                                                    stderr=asyncio.subprocess.STDOUT)
     try:
+        announce(f"started bench-manager (pid {proc.pid}), waiting for it to serve on {address}; log {log_path}")
         await _wait_serving(address, proc, log_path)
+        announce(f"bench-manager serving on {address} (pid {proc.pid})")
         yield RunningServer(proc.pid, address, agent_token, user_token, log_path)
     finally:
         await _stop(proc)
 
 
 @contextlib.asynccontextmanager
-async def echo_server(work_dir: Path) -> AsyncIterator[RunningServer]:
+async def echo_server(work_dir: Path, announce: Announce = _silent) -> AsyncIterator[RunningServer]:
     """The baseline server; it picks its own free loopback port and prints it."""
     log_path = work_dir / "echo.log"
     with log_path.open("ab") as log:
         proc = await asyncio.create_subprocess_exec(sys.executable, str(ECHO_SERVER), stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=log,
-                                                    start_new_session=True)
+                                                    stdout=asyncio.subprocess.PIPE, stderr=log)
     try:
+        announce(f"started echo server (pid {proc.pid}); log {log_path}")
         assert proc.stdout is not None
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
@@ -126,9 +143,52 @@ async def echo_server(work_dir: Path) -> AsyncIterator[RunningServer]:
         words = line.decode().split()
         if len(words) != 2 or words[0] != "LISTENING":
             raise ServerFailed(f"echo server failed to start (said {line!r}); log {log_path}:\n{_log_tail(log_path)}")
-        yield RunningServer(proc.pid, f"{LOOPBACK}:{words[1]}", "", "", log_path)
+        address = f"{LOOPBACK}:{words[1]}"
+        announce(f"echo server serving on {address} (pid {proc.pid})")
+        yield RunningServer(proc.pid, address, "", "", log_path)
     finally:
         await _stop(proc)
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def stop_child_processes(timeout_s: float = STOP_TIMEOUT_S) -> list[str]:
+    """The last resort at exit, synchronous and bounded: stop every descendant of this process that is
+    still running (SIGTERM, then SIGKILL after `timeout_s`) and return a "name (pid N)" for each one.
+
+    The servers' contexts stop their server in every normal path, also on a single Ctrl-C. What they
+    can miss is a second interrupt: KeyboardInterrupt raised while a server is being started (the
+    process exists but its pid never reached us) or while the context waits for it to stop. Nothing
+    else in the benchmark starts processes, so every child still running at exit is such a server.
+    Exited children are not reaped here (asyncio's child watcher does that)."""
+    try:
+        found = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return []
+    running = [p for p in found if _running(p)]
+    names = []
+    for process in running:
+        with contextlib.suppress(psutil.Error):
+            names.append(f"{process.name()} (pid {process.pid})")
+            process.terminate()
+    _wait_gone(running, timeout_s)
+    for process in running:
+        if _running(process):
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+    _wait_gone(running, timeout_s)
+    return names
+
+
+def _wait_gone(processes: list[psutil.Process], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(_running(p) for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def temp_work_dir(keep: Path | None) -> contextlib.AbstractContextManager[str]:
@@ -139,4 +199,5 @@ def temp_work_dir(keep: Path | None) -> contextlib.AbstractContextManager[str]:
     return tempfile.TemporaryDirectory(prefix="hb-bench-")
 
 
-__all__ = ["RunningServer", "ServerFailed", "bench_manager", "echo_server", "temp_work_dir"]
+__all__ = ["Announce", "RunningServer", "ServerFailed", "bench_manager", "echo_server", "stop_child_processes",
+           "temp_work_dir"]

@@ -35,16 +35,24 @@ Figures, for each server:
   (it shares the cores), how late its event loop woke up (that lag is inside both servers' latency
   figures), and the CPU all other processes on the machine used meanwhile. Only ratios measured in the
   same run mean anything, and only when the other load was about the same in both phases.
+
+Progress goes to stderr as it happens: each server's pid once started, its address once serving, and a
+line once the agents are registered and the load runs. Ctrl-C (or SIGTERM) stops the run and every
+server it started, also during start-up, and exits with 130; the servers share the benchmark's process
+group, so `kill -- -PGID` reaches all of them as well.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -57,7 +65,15 @@ from grpc import aio
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.bench_servers import RunningServer, ServerFailed, bench_manager, echo_server, temp_work_dir
+from benchmarks.bench_servers import (
+    Announce,
+    RunningServer,
+    ServerFailed,
+    bench_manager,
+    echo_server,
+    stop_child_processes,
+    temp_work_dir,
+)
 from benchmarks.echo_server import FULL_METHOD
 from benchmarks.heartbeat_figures import Figures, MachineCpu, Phase, ProcessCpu, ratios
 from benchmarks.heartbeat_load import (
@@ -76,6 +92,11 @@ MAX_SECONDS = 600.0
 MAX_ROUNDS = 10
 
 
+def progress(message: str) -> None:
+    """One line of progress on stderr, at once (the tables go to stdout at the end)."""
+    print(f"heartbeats.py: {message}", file=sys.stderr, flush=True)
+
+
 async def members_with_fresh_heartbeat(server: RunningServer, member_ids: set[str], since_unix: float) -> int:
     """How many of our members the manager reports with a last heartbeat at or after `since_unix`."""
     async with aio.insecure_channel(server.address) as channel:
@@ -84,9 +105,11 @@ async def members_with_fresh_heartbeat(server: RunningServer, member_ids: set[st
     return sum(1 for m in reply.members if m.member_id in member_ids and m.last_heartbeat_unix >= since_unix)
 
 
-async def measure(target: Target, server: RunningServer, settings: LoadSettings, check_members: bool) -> Phase:
+async def measure(target: Target, server: RunningServer, settings: LoadSettings, check_members: bool,
+                  announce: Announce = progress) -> Phase:
     async with LoadGenerator(target, server.address, settings) as load:
         await load.register_all()  # not in the window: it is a one-off per agent
+        announce(f"{target.name}: {settings.agents} agents registered; load running for {settings.seconds:g} s")
         server_cpu, client_cpu, machine_cpu = ProcessCpu(server.pid), ProcessCpu(psutil.Process().pid), MachineCpu()
         since_unix = time.time()
         for meter in (server_cpu, client_cpu, machine_cpu):
@@ -98,20 +121,23 @@ async def measure(target: Target, server: RunningServer, settings: LoadSettings,
     return Phase(load.stats, window_s, *phase_cpu, members_seen=seen)
 
 
-async def run(settings: LoadSettings, rounds: int, keep_dir: Path | None) -> tuple[Figures, Figures]:
+async def run(settings: LoadSettings, rounds: int, keep_dir: Path | None,
+              announce: Announce = progress) -> tuple[Figures, Figures]:
     """`rounds` phases per server, alternating which goes first (A B, B A, ...) so that a change in the
     machine's other load during the run weighs on both servers alike. Every phase gets a fresh server."""
     manager_phases: list[Phase] = []
     echo_phases: list[Phase] = []
 
     async def manager_phase(work: Path) -> None:
-        async with bench_manager(work, settings.interval_s) as server:
-            manager_phases.append(await measure(ManagerTarget(server.agent_token), server, settings, True))
+        async with bench_manager(work, settings.interval_s, announce) as server:
+            manager_phases.append(await measure(ManagerTarget(server.agent_token), server, settings, True,
+                                                announce))
 
     async def echo_phase(work: Path) -> None:
-        async with echo_server(work) as server:
+        async with echo_server(work, announce) as server:
             # a token of the manager's token length keeps the request metadata the same size
-            echo_phases.append(await measure(EchoTarget(FULL_METHOD, "x" * 43), server, settings, False))
+            echo_phases.append(await measure(EchoTarget(FULL_METHOD, "x" * 43), server, settings, False,
+                                             announce))
 
     with temp_work_dir(keep_dir) as root:
         for number in range(1, rounds + 1):
@@ -231,14 +257,38 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
     return 1 if problems else 0
 
 
+@contextlib.contextmanager
+def _interrupts_ignored() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored for a bounded clean-up: a second Ctrl-C must not cut it short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 120)
+    interrupted = False
     try:
-        return asyncio.run(_main(args, console))
+        code = asyncio.run(_main(args, console))
     except (KeyboardInterrupt, asyncio.CancelledError):
+        # The first Ctrl-C cancels the run and every server context stops its server; a second one
+        # (KeyboardInterrupt) can cut that short, which the sweep below makes up for.
+        interrupted, code = True, 130
+    finally:
+        with _interrupts_ignored():
+            left = stop_child_processes()  # whatever path ended the run: no server outlives the benchmark
+        if left:
+            progress(f"stopped server processes left running: {', '.join(left)}")
+    if interrupted:
         console.print("heartbeats.py: interrupted; servers stopped")
-        return 130
+    return code
 
 
 if __name__ == "__main__":
