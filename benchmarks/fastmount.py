@@ -341,10 +341,14 @@ def main() -> int:
                                    ("--peer-repeats", args.peer_repeats, 1, 20)):
         if not low <= value <= high:
             parser.error(f"{name} must be between {low} and {high}")
-    # SIGTERM behaves like Ctrl-C so the cleanup in `workspace` runs either way.
+    return run_interruptibly(run, args)
+
+
+def run_interruptibly(body: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:
+    """Run a benchmark; SIGTERM behaves like Ctrl-C so the cleanup in `workspace` runs either way."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        run(args)
+        body(args)
     except KeyboardInterrupt:
         console.print("interrupted; mounts and temporary files removed")
         return 130

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.fastmount import MiB, drop_caches, fastmount_argv, workspace
+from benchmarks.fastmount import MiB, drop_caches, fastmount_argv, run_interruptibly, workspace
 
 console = Console(width=160)
 VIEWS = {"native, passthrough (default)": [], "native, --no-passthrough": ["--no-passthrough"]}
@@ -107,13 +106,7 @@ def main() -> int:
         parser.error("needs root: it mounts a tmpfs and FUSE filesystems and drops the page cache")
     if not 1 <= args.files <= 100_000 or not 1 <= args.file_kib <= 16 * 1024:
         parser.error("--files must be 1..100000 and --file-kib 1..16384")
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        run(args)
-    except KeyboardInterrupt:
-        console.print("interrupted; mounts and temporary files removed")
-        return 130
-    return 0
+    return run_interruptibly(run, args)
 
 
 if __name__ == "__main__":

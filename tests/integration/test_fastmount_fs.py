@@ -268,6 +268,15 @@ def test_sigterm_unmounts_cleanly(tmp_path: Path) -> None:
         subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
 
 
+def stop_worker(proc: subprocess.Popen[bytes], mount: Path) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
+
+
 def fuse_inodes_in_kernel() -> int:
     for line in Path("/proc/slabinfo").read_text().splitlines():
         if line.startswith("fuse_inode "):
@@ -318,12 +327,7 @@ def test_listings_carry_attributes_only_where_they_get_used(tmp_path: Path, habi
             listed = os.listdir(mount / "d")  # this listing brings attributes: the inodes exist now
             assert fuse_inodes_in_kernel() - before >= entries * 3 // 4, len(listed)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
+        stop_worker(proc, mount)
 
 
 def test_bad_arguments_are_refused_before_mounting(tmp_path: Path) -> None:
@@ -354,9 +358,4 @@ def test_a_directory_swapped_for_a_symlink_does_not_lead_outside(tmp_path: Path)
             (mount / "sub" / "secret").read_text()
         assert info.value.errno == errno.ELOOP
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
+        stop_worker(proc, mount)
