@@ -113,7 +113,10 @@ def _plan_mode(
     capacity: Shape,
     now: float,
 ) -> Decision:
-    decision = _plan_for_mode(base, census, demand, snapshot, config, capacity, now)
+    if config.mode == "static":
+        decision = _plan_static(base, census, snapshot, config, now)
+    else:
+        decision = _plan_dynamic(base, census, demand, snapshot, config, capacity, now)
     if not demand.ignored:
         return decision
     # Said in every reason, so `cluster status` answers "why does my job never start?".
@@ -123,20 +126,6 @@ def _plan_mode(
         f"{format_memory(capacity[1])}): {_listed(ids)}"
     )
     return replace(decision, reason=decision.reason + note)
-
-
-def _plan_for_mode(
-    base: Decision,
-    census: _Census,
-    demand: Demand,
-    snapshot: Snapshot,
-    config: ScalerConfig,
-    capacity: Shape,
-    now: float,
-) -> Decision:
-    if config.mode == "static":
-        return _plan_static(base, census, snapshot, config, now)
-    return _plan_dynamic(base, census, demand, snapshot, config, capacity, now)
 
 
 def _unsettled(op: OperationInFlight, members: Sequence[MemberView]) -> list[str]:

@@ -28,8 +28,7 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs)
 	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sss|IIIppppdddp", keywords, &opts.source, &opts.mount_path,
 					 &opts.mount_options, &opts.threads, &opts.readahead_kib, &opts.max_request_kib,
 					 &opts.passthrough, &opts.zero_message_open, &opts.readdirplus_always, &opts.adaptive_attrs,
-					 &opts.entry_timeout, &opts.attr_timeout,
-					 &opts.negative_timeout, &opts.debug))
+					 &opts.entry_timeout, &opts.attr_timeout, &opts.negative_timeout, &opts.debug))
 		return NULL;
 	if (opts.threads < 1 || opts.threads > 256) {
 		PyErr_SetString(PyExc_ValueError, "threads must be between 1 and 256");
