@@ -1,6 +1,7 @@
 """The host-side environment the local provider needs (what `bench-cluster up` prepares), for tests
 that drive LocalProvider or SgeClient directly: cluster.json, the bridge, the name pool in
-/etc/hosts and, optionally, a configured sge_qmaster. Removes what it created."""
+/etc/hosts and, optionally, a configured sge_qmaster. Removes what it created (the qmaster is stopped
+again when it was not running before)."""
 
 from __future__ import annotations
 
@@ -52,13 +53,16 @@ def local_environment(state_root: Path, cluster_id: str, *, with_sge: bool = Fal
     netns.ensure_bridge(config)
     hosts_changed = netns.write_hosts_block(config.hosts_lines())
     install = sge_setup.SgeInstall()
+    qmaster_was_running = sge_setup.qmaster_pid(install) is not None
     if with_sge:
-        if hosts_changed and sge_setup.qmaster_pid(install) is not None:
+        if hosts_changed and qmaster_was_running:
             sge_setup.stop_qmaster(install)  # it must see the member names from its start
         sge_setup.bring_up(install, config.manager_hostname)
     try:
         yield config
     finally:
+        if with_sge and not qmaster_was_running:
+            sge_setup.stop_qmaster(install)  # leave the machine as the test found it
         provider = LocalProvider(cluster_id, state_root)
         leftover = asyncio.run(provider.list())
         if leftover:
