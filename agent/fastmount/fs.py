@@ -17,6 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 import pyfuse3
 import trio
 
+from agent.fastmount.beneath import ROOT, SourceRoot, child, parent_of
 from agent.fastmount.blockreader import BlockFetcher, PrefetchingReader
 from agent.fastmount.metadata import (
     CacheConfig,
@@ -66,13 +67,13 @@ class FastMountFS(pyfuse3.Operations):
         fetch_threads: int = 16,
     ) -> None:
         super().__init__()
-        self._source = os.fsencode(os.path.realpath(source))
+        self._root = SourceRoot(os.fsencode(os.path.realpath(source)))
         self._cache = cache or CacheConfig()
         self._prefetch = prefetch or PrefetchConfig()
         self._budget = MemoryBudget(memory_budget)
         self._fetcher = BlockFetcher(fetch_threads)
         self._speed = SourceSpeed()
-        self._inodes = InodeTable(self._source)
+        self._inodes = InodeTable(self._root.lstat(ROOT))
         self._missing = NegativeCache(self._cache)
         self._listings = ListingCache(self._cache)
         self._open_dirs: dict[int, tuple[int, Listing]] = {}
@@ -92,6 +93,7 @@ class FastMountFS(pyfuse3.Operations):
             os.close(fd)
         self._open_files.clear()
         self._fetcher.shutdown()
+        self._root.close()
 
     def _new_fh(self) -> int:
         fh = self._next_fh
@@ -108,14 +110,14 @@ class FastMountFS(pyfuse3.Operations):
         if name == b".":
             path = parent
         elif name == b"..":
-            path = parent if parent == self._source else os.path.dirname(parent)
+            path = parent if parent == ROOT else parent_of(parent)
         else:
-            path = os.path.join(parent, name)
+            path = child(parent, name)
         now = time.monotonic()
         if (path, now) in self._missing:
             return self._negative_entry()
         try:
-            st = os.lstat(path)
+            st = self._root.lstat(path)
         except FileNotFoundError:
             self._missing.add(path, now)
             return self._negative_entry()
@@ -134,15 +136,15 @@ class FastMountFS(pyfuse3.Operations):
 
     @_os_errors
     async def getattr(self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return to_entry(os.lstat(self._inodes.path(inode)), inode, self._cache)
+        return to_entry(self._root.lstat(self._inodes.path(inode)), inode, self._cache)
 
     @_os_errors
     async def readlink(self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext) -> pyfuse3.FileNameT:
-        return pyfuse3.FileNameT(os.readlink(self._inodes.path(inode)))
+        return pyfuse3.FileNameT(self._root.readlink(self._inodes.path(inode)))
 
     @_os_errors
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
-        sv = os.statvfs(self._source)
+        sv = os.statvfs(self._root.fd)
         data = pyfuse3.StatvfsData()
         for field in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree",
                       "f_favail", "f_namemax"):
@@ -155,10 +157,10 @@ class FastMountFS(pyfuse3.Operations):
     async def opendir(self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext) -> pyfuse3.FileHandleT:
         path = self._inodes.path(inode)
         now = time.monotonic()
-        listing = self._listings.get(path, now, os.stat(path).st_mtime_ns)
+        listing = self._listings.get(path, now, self._root.lstat(path).st_mtime_ns)
         if listing is None:
             # A big directory takes a while to scan: keep the loop serving other requests meanwhile.
-            listing = await trio.to_thread.run_sync(read_listing, path, now, self._cache)
+            listing = await trio.to_thread.run_sync(read_listing, self._root, path, now, self._cache)
             self._listings.put(path, listing)
         fh = self._new_fh()
         self._open_dirs[fh] = (inode, listing)
@@ -168,12 +170,11 @@ class FastMountFS(pyfuse3.Operations):
         inode, listing = self._open_dirs[fh]
         path = self._inodes.path(inode)
         entries = listing.entries
-        join = os.path.join
         for index in range(start_id, len(entries)):
             name, st, entry = entries[index]
             # readdirplus hands the kernel an inode for each entry, which counts as a lookup, but only if
             # the entry fits in this reply: undo the count for the one that did not fit.
-            entry.st_ino = pyfuse3.InodeT(self._inodes.remember(join(path, name), st))
+            entry.st_ino = pyfuse3.InodeT(self._inodes.remember(child(path, name), st))
             if not pyfuse3.readdir_reply(token, pyfuse3.FileNameT(name), entry, index + 1):
                 self._inodes.forget(entry.st_ino, 1)
                 break
@@ -189,7 +190,7 @@ class FastMountFS(pyfuse3.Operations):
     ) -> pyfuse3.FileInfo:
         if flags & WRITE_FLAGS:
             raise _read_only()
-        fd = os.open(self._inodes.path(inode), os.O_RDONLY | os.O_NOFOLLOW)
+        fd = self._root.open(self._inodes.path(inode), os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
         except OSError:

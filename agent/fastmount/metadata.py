@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import pyfuse3
 
+from agent.fastmount.beneath import ROOT, SourceRoot
+
 
 @dataclass(frozen=True)
 class CacheConfig:
@@ -46,14 +48,14 @@ def to_entry(st: os.stat_result, inode: int, config: CacheConfig) -> pyfuse3.Ent
 
 
 class InodeTable:
-    """Maps the kernel's inode numbers to source paths, counting the kernel's lookups so `forget` can free them.
+    """Maps the kernel's inode numbers to paths relative to the source (`.` is the source), counting the
+    kernel's lookups so `forget` can free them.
 
     Inodes are keyed by the source's (st_dev, st_ino) so hard links and repeated lookups share one number.
     """
 
-    def __init__(self, source: bytes) -> None:
-        root = os.lstat(source)
-        self._paths: dict[int, bytes] = {pyfuse3.ROOT_INODE: source}
+    def __init__(self, root: os.stat_result) -> None:
+        self._paths: dict[int, bytes] = {pyfuse3.ROOT_INODE: ROOT}
         self._lookups: dict[int, int] = {pyfuse3.ROOT_INODE: 1}
         self._by_key: dict[tuple[int, int], int] = {(root.st_dev, root.st_ino): pyfuse3.ROOT_INODE}
         self._keys: dict[int, tuple[int, int]] = {pyfuse3.ROOT_INODE: (root.st_dev, root.st_ino)}
@@ -128,22 +130,26 @@ class Listing:
     expires: float
 
 
-def read_listing(path: bytes, now: float, config: CacheConfig) -> Listing:
-    """List a directory, statting each entry exactly once. Runs in a worker thread."""
-    dir_mtime = os.stat(path).st_mtime_ns
-    entries: list[tuple[bytes, os.stat_result, pyfuse3.EntryAttributes]] = []
-    with os.scandir(path) as it:
-        for item in it:
-            try:
-                st = item.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # removed from the source while we listed it
-            entries.append((item.name, st, to_entry(st, 0, config)))
+def read_listing(root: SourceRoot, path: bytes, now: float, config: CacheConfig) -> Listing:
+    """List a directory beneath the source, statting each entry exactly once. Runs in a worker thread."""
+    fd = root.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        dir_mtime = os.fstat(fd).st_mtime_ns
+        entries: list[tuple[bytes, os.stat_result, pyfuse3.EntryAttributes]] = []
+        with os.scandir(fd) as it:  # scandir works on its own duplicate of fd
+            for item in it:
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # removed from the source while we listed it
+                entries.append((os.fsencode(item.name), st, to_entry(st, 0, config)))
+    finally:
+        os.close(fd)
     return Listing(entries, dir_mtime, now + config.listing_timeout)
 
 
 class ListingCache:
-    """Recent directory listings by source path (the kernel's inode numbers change after it forgets them)."""
+    """Recent directory listings by path (the kernel's inode numbers change after it forgets them)."""
 
     def __init__(self, config: CacheConfig) -> None:
         self._config = config

@@ -337,10 +337,13 @@ def test_bad_arguments_are_refused_before_mounting(tmp_path: Path) -> None:
     assert "--source" in out.stderr and "not a directory" in out.stderr
 
 
-def test_a_directory_swapped_for_a_symlink_does_not_lead_outside(tmp_path: Path) -> None:
-    """The native engine resolves every path beneath the source without following symlinks."""
+@pytest.mark.parametrize("engine", ["native", "python"])
+def test_a_directory_swapped_for_a_symlink_does_not_lead_outside(tmp_path: Path, engine: str) -> None:
+    """Both engines resolve every path beneath the source without following symlinks: a directory the
+    kernel still remembers, replaced in the source by a symlink to elsewhere, serves nothing from there."""
     require_fuse()
-    require_native_engine()
+    if engine == "native":
+        require_native_engine()
     source, mount, outside = tmp_path / "s", tmp_path / "m", tmp_path / "outside"
     (source / "sub").mkdir(parents=True)
     (source / "sub" / "a").write_text("inside")
@@ -348,7 +351,7 @@ def test_a_directory_swapped_for_a_symlink_does_not_lead_outside(tmp_path: Path)
     (outside / "secret").write_text("outside")
     mount.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "agent.fastmount.worker", "--source", str(source),
-                             "--mount-path", str(mount), "--engine", "native"])
+                             "--mount-path", str(mount), "--engine", engine])
     try:
         _wait_mounted(mount, proc)
         assert (mount / "sub" / "a").read_text() == "inside"  # the kernel now remembers "sub" for a while
@@ -357,5 +360,8 @@ def test_a_directory_swapped_for_a_symlink_does_not_lead_outside(tmp_path: Path)
         with pytest.raises(OSError) as info:
             (mount / "sub" / "secret").read_text()
         assert info.value.errno == errno.ELOOP
+        with pytest.raises(OSError) as info:
+            os.listdir(mount / "sub")
+        assert info.value.errno in (errno.ELOOP, errno.ENOTDIR)  # ENOTDIR once the kernel saw it is a link now
     finally:
         stop_worker(proc, mount)
