@@ -66,6 +66,33 @@ def timed_pass(directory: Path) -> Phases:
                   phases.close * per_file)
 
 
+def process_round_trip_us(rounds: int = 20_000) -> float:
+    """A one-byte request and its answer between two processes over pipes, in microseconds.
+
+    A FUSE request is at least this (the opener sleeps, the server wakes, answers, the opener wakes), so
+    it bounds what any FUSE filesystem can reach per file on this machine, whatever the server does.
+    """
+    request_r, request_w = os.pipe()
+    answer_r, answer_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for _ in range(rounds):
+                os.write(answer_w, os.read(request_r, 1))
+        finally:
+            os._exit(0)
+    try:
+        started = time.perf_counter()
+        for _ in range(rounds):
+            os.write(request_w, b"x")
+            os.read(answer_r, 1)
+        return (time.perf_counter() - started) / rounds * 1e6
+    finally:
+        for fd in (request_r, request_w, answer_r, answer_w):
+            os.close(fd)
+        os.waitpid(pid, 0)
+
+
 def run(args: argparse.Namespace) -> None:
     with workspace(args.files * args.file_kib * 1024 + 64 * MiB) as (tmpfs, mounts):
         source = tmpfs / "source"
@@ -85,6 +112,12 @@ def run(args: argparse.Namespace) -> None:
             results[(label, "cold")] = timed_pass(root / "small")
             results[(label, "warm")] = timed_pass(root / "small")
         print_table(results, args)
+    round_trip = process_round_trip_us()
+    direct = results[("direct", "warm")].total
+    console.print(f"Machine floor: a round trip between two processes (pipe ping-pong, from Python) costs "
+                  f"{round_trip:.1f} us here. With passthrough a file still needs its OPEN round trip, so no "
+                  f"FUSE server can do better than about {direct / (direct + round_trip):.2f}x direct per "
+                  f"{args.file_kib} KiB file on this machine (direct: {direct:.1f} us).")
 
 
 def print_table(results: dict[tuple[str, str], Phases], args: argparse.Namespace) -> None:
