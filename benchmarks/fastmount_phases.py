@@ -188,7 +188,8 @@ def print_floor(results: dict[tuple[str, str], Phases], round_trip: float, args:
     lister_cpu = min(phases.reader_cpu for (label, kind), phases in results.items()
                      if kind == LONG_LISTING and label != "direct")
     console.print(f"{LONG_LISTING}: through the mount the lister alone spends {lister_cpu:.1f} us of CPU per "
-                  f"entry (the kernel making an inode for each), against {listing:.1f} us for the whole direct "
+                  f"entry (its own code and system calls: the kernel's side of FUSE, an inode for each entry), "
+                  f"against {listing:.1f} us for the whole direct "
                   f"listing, so even a worker that cost nothing would list at most "
                   f"{listing / lister_cpu:.2f}x as fast as direct.")
 
