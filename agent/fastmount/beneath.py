@@ -47,7 +47,6 @@ class SourceRoot:
     """An open descriptor of the source; paths are relative to it (`.` is the source itself)."""
 
     def __init__(self, source: bytes) -> None:
-        self.path = source
         self.fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._openat2_missing = False
         self._warned = threading.Lock()

@@ -157,11 +157,17 @@ class FastMountFS(pyfuse3.Operations):
     async def opendir(self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext) -> pyfuse3.FileHandleT:
         path = self._inodes.path(inode)
         now = time.monotonic()
-        listing = self._listings.get(path, now, self._root.lstat(path).st_mtime_ns)
-        if listing is None:
-            # A big directory takes a while to scan: keep the loop serving other requests meanwhile.
-            listing = await trio.to_thread.run_sync(read_listing, self._root, path, now, self._cache)
-            self._listings.put(path, listing)
+        # One descriptor for both the cache check and the listing: the mtime is that of the listed directory.
+        fd = self._root.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            mtime_ns = os.fstat(fd).st_mtime_ns
+            listing = self._listings.get(path, now, mtime_ns)
+            if listing is None:
+                # A big directory takes a while to scan: keep the loop serving other requests meanwhile.
+                listing = await trio.to_thread.run_sync(read_listing, fd, mtime_ns, now, self._cache)
+                self._listings.put(path, listing)
+        finally:
+            os.close(fd)
         fh = self._new_fh()
         self._open_dirs[fh] = (inode, listing)
         return pyfuse3.FileHandleT(fh)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pyfuse3
 
-from agent.fastmount.beneath import ROOT, SourceRoot
+from agent.fastmount.beneath import ROOT
 
 
 @dataclass(frozen=True)
@@ -130,22 +130,17 @@ class Listing:
     expires: float
 
 
-def read_listing(root: SourceRoot, path: bytes, now: float, config: CacheConfig) -> Listing:
-    """List a directory beneath the source, statting each entry exactly once. Runs in a worker thread."""
-    fd = root.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        dir_mtime = os.fstat(fd).st_mtime_ns
-        entries: list[tuple[bytes, os.stat_result, pyfuse3.EntryAttributes]] = []
-        with os.scandir(fd) as it:  # scandir works on its own duplicate of fd
-            for item in it:
-                try:
-                    st = item.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue  # removed from the source while we listed it
-                entries.append((os.fsencode(item.name), st, to_entry(st, 0, config)))
-    finally:
-        os.close(fd)
-    return Listing(entries, dir_mtime, now + config.listing_timeout)
+def read_listing(dir_fd: int, dir_mtime_ns: int, now: float, config: CacheConfig) -> Listing:
+    """List the open directory `dir_fd`, statting each entry exactly once. Runs in a worker thread."""
+    entries: list[tuple[bytes, os.stat_result, pyfuse3.EntryAttributes]] = []
+    with os.scandir(dir_fd) as it:  # scandir reads its own duplicate of the descriptor
+        for item in it:
+            try:
+                st = item.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed from the source while we listed it
+            entries.append((os.fsencode(item.name), st, to_entry(st, 0, config)))
+    return Listing(entries, dir_mtime_ns, now + config.listing_timeout)
 
 
 class ListingCache:
