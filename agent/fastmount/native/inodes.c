@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,26 +71,26 @@ static void grow(struct inode_table *table)
 	table->nbuckets = nbuckets;
 }
 
+int inodes_child_path(const struct inode *parent, const char *name, char *buf, size_t size)
+{
+	int n = strcmp(parent->path, ".") == 0 ? snprintf(buf, size, "%s", name)
+					       : snprintf(buf, size, "%s/%s", parent->path, name);
+	if (n < 0 || (size_t)n >= size) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return n;
+}
+
 static char *child_path(const struct inode *parent, const char *name)
 {
-	size_t plen = strlen(parent->path), nlen = strlen(name);
-	if (strcmp(parent->path, ".") == 0)
-		plen = 0;
-	if (plen + 1 + nlen + 1 > PATH_MAX) {
-		errno = ENAMETOOLONG;
+	char path[PATH_MAX];
+	if (inodes_child_path(parent, name, path, sizeof(path)) < 0)
 		return NULL;
-	}
-	char *path = malloc(plen + 1 + nlen + 1);
-	if (path == NULL) {
+	char *copy = strdup(path);
+	if (copy == NULL)
 		errno = ENOMEM;
-		return NULL;
-	}
-	if (plen > 0) {
-		memcpy(path, parent->path, plen);
-		path[plen++] = '/';
-	}
-	memcpy(path + plen, name, nlen + 1);
-	return path;
+	return copy;
 }
 
 struct inode *inodes_remember(struct inode_table *table, const struct inode *parent, const char *name,

@@ -32,6 +32,10 @@ struct inode_table {
 int inodes_init(struct inode_table *table, const struct stat *root);
 void inodes_destroy(struct inode_table *table);
 
+/* Write the source-relative path of `name` in the directory `parent` into `buf` (`size` bytes).
+ * Returns its length, or -1 with errno ENAMETOOLONG when it does not fit. */
+int inodes_child_path(const struct inode *parent, const char *name, char *buf, size_t size);
+
 /* Record one kernel lookup of the object `st` found at `parent`/`name` and return its node, creating it on
  * first sight. NULL (errno ENOMEM or ENAMETOOLONG) when it cannot be recorded. */
 struct inode *inodes_remember(struct inode_table *table, const struct inode *parent, const char *name,

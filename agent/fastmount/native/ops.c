@@ -190,9 +190,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct inode *dir = node_of(fm, parent);
 	habits_note_lookup(dir->dev, dir->ino);
 	char path[PATH_MAX];
-	int n = strcmp(dir->path, ".") == 0 ? snprintf(path, sizeof(path), "%s", name)
-					   : snprintf(path, sizeof(path), "%s/%s", dir->path, name);
-	if (n < 0 || (size_t)n >= sizeof(path)) {
+	if (inodes_child_path(dir, name, path, sizeof(path)) < 0) {
 		reply_err(fm, req, ENAMETOOLONG);
 		return;
 	}
