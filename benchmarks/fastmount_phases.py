@@ -66,9 +66,12 @@ class CpuClock:
     def start(self) -> None:
         self._started = self._now()
 
-    def elapsed(self) -> tuple[float, float]:
+    def per_unit_us(self, units: int) -> tuple[float, float | None]:
+        """Microseconds of CPU per file or entry since start(): this process's, and the worker's (or None)."""
         mine, theirs = self._now()
-        return mine - self._started[0], theirs - self._started[1]
+        scale = 1e6 / units
+        return ((mine - self._started[0]) * scale,
+                None if self.worker is None else (theirs - self._started[1]) * scale)
 
 
 def timed_pass(directory: Path, cpu: CpuClock) -> Phases:
@@ -91,10 +94,10 @@ def timed_pass(directory: Path, cpu: CpuClock) -> Phases:
         phases.open += t1 - t0
         phases.read += t2 - t1
         phases.close += t3 - t2
-    mine, theirs = cpu.elapsed()
+    reader_cpu, server_cpu = cpu.per_unit_us(len(names))
     per_file = 1e6 / len(names)
     return Phases(phases.listing * per_file, phases.open * per_file, phases.read * per_file,
-                  phases.close * per_file, mine * per_file, None if cpu.worker is None else theirs * per_file)
+                  phases.close * per_file, reader_cpu, server_cpu)
 
 
 def timed_long_listing(directory: Path, cpu: CpuClock) -> Phases:
@@ -103,10 +106,8 @@ def timed_long_listing(directory: Path, cpu: CpuClock) -> Phases:
     started = time.perf_counter()
     entries = list_long(directory)
     seconds = time.perf_counter() - started
-    mine, theirs = cpu.elapsed()
-    per_entry = 1e6 / entries
-    return Phases(listing=seconds * per_entry, reader_cpu=mine * per_entry,
-                  server_cpu=None if cpu.worker is None else theirs * per_entry)
+    reader_cpu, server_cpu = cpu.per_unit_us(entries)
+    return Phases(listing=seconds * 1e6 / entries, reader_cpu=reader_cpu, server_cpu=server_cpu)
 
 
 def process_round_trip_us(rounds: int = 20_000) -> float:
