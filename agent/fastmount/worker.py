@@ -35,6 +35,7 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 FSTYPE_SUBTYPE = "bench-fastmount"
 PYFUSE3_READAHEAD_KIB = 8192
+DEFAULT_SPIN_US = 50  # measured with benchmarks/fastmount_phases.py --spin-us: see the README
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -60,6 +61,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="native (C, libfuse) for local sources, python (pyfuse3 with parallel read-ahead) "
                              "for remote or FUSE sources; auto picks by the source's filesystem")
     parser.add_argument("--threads", type=int, default=4, help="native engine: request threads")
+    parser.add_argument("--spin-us", type=int, default=DEFAULT_SPIN_US,
+                        help="native engine: after each request, poll for the next one this many microseconds "
+                             "(yielding the CPU between polls) before sleeping; saves a wake-up per request in "
+                             "bursts of small-file opens and listings. 0: always sleep")
     parser.add_argument("--no-passthrough", action="store_true",
                         help="native engine: serve reads itself instead of the kernel's FUSE passthrough "
                              "(used automatically when the kernel declines it)")
@@ -77,6 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--kernel-readahead-kib must be between 0 and 1048576")
     if not 1 <= args.threads <= 256:
         parser.error("--threads must be between 1 and 256")
+    if not 0 <= args.spin_us <= 1_000_000:
+        parser.error("--spin-us must be between 0 and 1000000")
     return args
 
 
@@ -189,7 +196,7 @@ def serve_native(args: argparse.Namespace) -> None:
                       threads=args.threads, readahead_kib=args.kernel_readahead_kib or 0,  # None: the kernel's own
                       readdirplus_always=args.readdirplus != "auto",
                       adaptive_attrs=args.readdirplus == "adaptive", passthrough=not args.no_passthrough,
-                      debug=args.debug)
+                      spin_us=args.spin_us, debug=args.debug)
     finally:
         stop.set()
         if publisher is not None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from agent.mountsys import FUSE_FSTYPE, read_mount_table
@@ -247,14 +248,16 @@ def test_reopened_files_read_right_before_and_after_the_kernel_forgets_them(moun
         held.close()
 
 
-def test_sigterm_unmounts_cleanly(tmp_path: Path) -> None:
+# the default; request threads that always sleep; and one that is still polling when SIGTERM comes
+@pytest.mark.parametrize("spin", [[], ["--spin-us", "0"], ["--spin-us", "1000000"]], ids=["default", "0", "1s"])
+def test_sigterm_unmounts_cleanly(tmp_path: Path, spin: list[str]) -> None:
     require_fuse()
     source, mount, stats = tmp_path / "s", tmp_path / "m", tmp_path / "stats.json"
     source.mkdir()
     mount.mkdir()
     (source / "a").write_text("a")
     proc = subprocess.Popen([sys.executable, "-m", "agent.fastmount.worker", "--source", str(source),
-                             "--mount-path", str(mount), "--stats-file", str(stats)])
+                             "--mount-path", str(mount), "--stats-file", str(stats), *spin])
     try:
         _wait_mounted(mount, proc)
         assert (mount / "a").read_text() == "a"
@@ -335,6 +338,36 @@ def test_bad_arguments_are_refused_before_mounting(tmp_path: Path) -> None:
                           "--mount-path", str(tmp_path)], capture_output=True, text=True)
     assert out.returncode == 2
     assert "--source" in out.stderr and "not a directory" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "agent.fastmount.worker", "--source", str(tmp_path),
+                          "--mount-path", str(tmp_path), "--spin-us", "-1"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "--spin-us must be between 0 and 1000000" in out.stderr
+
+
+def test_an_idle_mount_uses_no_cpu_after_a_burst_of_requests(tmp_path: Path) -> None:
+    """The native engine polls for requests for a moment after each one (receive.h); once they stop
+    coming it must sleep, not keep a CPU busy."""
+    require_fuse()
+    require_native_engine()
+    source, mount = tmp_path / "s", tmp_path / "m"
+    source.mkdir()
+    mount.mkdir()
+    for i in range(200):
+        (source / f"f{i:03d}").write_bytes(b"y" * 1000)
+    proc = subprocess.Popen([sys.executable, "-m", "agent.fastmount.worker", "--source", str(source),
+                             "--mount-path", str(mount), "--engine", "native", "--spin-us", "20000"])
+    try:
+        _wait_mounted(mount, proc)
+        worker = psutil.Process(proc.pid)
+        for _ in range(5):  # a burst: lookups, opens and releases
+            assert all((mount / f"f{i:03d}").read_bytes() == b"y" * 1000 for i in range(200))
+        time.sleep(0.2)  # 10x the polling window
+        before = sum(worker.cpu_times()[:2])
+        time.sleep(2.0)
+        busy = sum(worker.cpu_times()[:2]) - before
+        assert busy < 0.2, f"the idle worker used {busy:.2f} s of CPU in 2 s"
+    finally:
+        stop_worker(proc, mount)
 
 
 @pytest.mark.parametrize("engine", ["native", "python"])

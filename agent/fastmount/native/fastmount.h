@@ -20,6 +20,7 @@ struct fastmount_options {
 	const char *mount_path;
 	const char *mount_options;   /* the -o list: ro, fsname=..., subtype=..., allow_other, ... */
 	unsigned threads;
+	unsigned spin_us;            /* poll for requests this long before sleeping (receive.h); 0: never */
 	unsigned readahead_kib;      /* 0: leave the kernel's read-ahead alone */
 	unsigned max_request_kib;    /* largest read request the kernel sends; 0: libfuse's (1 MiB) */
 	int passthrough;             /* let the kernel read opened files straight from the source (when it can) */

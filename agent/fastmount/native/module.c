@@ -13,9 +13,10 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs)
 	(void)self;
 	static char *keywords[] = {"source", "mount_path", "mount_options", "threads", "readahead_kib", "max_request_kib",
 				   "passthrough", "zero_message_open", "readdirplus_always", "adaptive_attrs",
-				   "entry_timeout", "attr_timeout", "negative_timeout", "debug", NULL};
+				   "entry_timeout", "attr_timeout", "negative_timeout", "debug", "spin_us", NULL};
 	struct fastmount_options opts = {
 		.threads = 4,
+		.spin_us = 0,
 		.readahead_kib = 0,
 		.max_request_kib = 128,
 		.passthrough = 1,
@@ -25,13 +26,18 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs)
 		.attr_timeout = 60.0,
 		.negative_timeout = 10.0,
 	};
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sss|IIIppppdddp", keywords, &opts.source, &opts.mount_path,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sss|IIIppppdddpI", keywords, &opts.source, &opts.mount_path,
 					 &opts.mount_options, &opts.threads, &opts.readahead_kib, &opts.max_request_kib,
 					 &opts.passthrough, &opts.zero_message_open, &opts.readdirplus_always, &opts.adaptive_attrs,
-					 &opts.entry_timeout, &opts.attr_timeout, &opts.negative_timeout, &opts.debug))
+					 &opts.entry_timeout, &opts.attr_timeout, &opts.negative_timeout, &opts.debug,
+					 &opts.spin_us))
 		return NULL;
 	if (opts.threads < 1 || opts.threads > 256) {
 		PyErr_SetString(PyExc_ValueError, "threads must be between 1 and 256");
+		return NULL;
+	}
+	if (opts.spin_us > 1000000) {
+		PyErr_SetString(PyExc_ValueError, "spin_us must be at most 1000000 (one second)");
 		return NULL;
 	}
 	if (served) {

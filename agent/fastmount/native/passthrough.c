@@ -47,7 +47,7 @@ static void set_u32(char *base, size_t offset, uint32_t value)
 	memcpy(base + offset, &value, sizeof(value));
 }
 
-static ssize_t shim_writev(int fd, struct iovec *iov, int count, void *userdata)
+ssize_t passthrough_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
 	(void)userdata;
 	if (patch_init && count >= 2 && iov[1].iov_len >= INIT_OUT_MIN_SIZE) {
@@ -61,18 +61,6 @@ static ssize_t shim_writev(int fd, struct iovec *iov, int count, void *userdata)
 		patch_open_backing_id = 0;
 	}
 	return writev(fd, iov, count);
-}
-
-static ssize_t shim_read(int fd, void *buf, size_t len, void *userdata)
-{
-	(void)userdata;
-	return read(fd, buf, len);
-}
-
-int passthrough_install(struct fuse_session *se)
-{
-	static const struct fuse_custom_io io = {.writev = shim_writev, .read = shim_read};
-	return fuse_session_custom_io(se, &io, fuse_session_fd(se));
 }
 
 void passthrough_offer_in_init_reply(void)

@@ -11,8 +11,10 @@
 
 #include "fastmount.h"
 
-/* Install the shim on a mounted session (after fuse_session_mount). */
-int passthrough_install(struct fuse_session *se);
+#include <sys/uio.h>
+
+/* The shim: libfuse's custom-io writev (serve.c installs it on the mounted session). */
+ssize_t passthrough_writev(int fd, struct iovec *iov, int count, void *userdata);
 
 /* Called from the init handler: the INIT reply this thread sends next offers passthrough. */
 void passthrough_offer_in_init_reply(void);

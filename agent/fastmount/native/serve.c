@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "fastmount.h"
 #include "passthrough.h"
+#include "receive.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -44,11 +45,15 @@ int fastmount_serve(struct fastmount *fm)
 
 	fm->se = se;
 	pthread_mutex_init(&fm->backing_lock, NULL);
-	if (fm->opts.passthrough) {
-		if (passthrough_install(se) == 0)
-			atomic_store(&fm->passthrough, 1);
-		else
-			fprintf(stderr, "{\"event\": \"passthrough-unavailable\", \"reason\": \"custom io refused\"}\n");
+	/* Our own transport: replies go through the passthrough shim, requests come through receive.h */
+	static const struct fuse_custom_io io = {.writev = passthrough_writev, .read = receive_request};
+	if (fuse_session_custom_io(se, &io, fuse_session_fd(se)) == 0) {
+		atomic_store(&fm->passthrough, fm->opts.passthrough);
+		int err = receive_configure(se, fm->opts.spin_us);
+		if (err < 0)
+			fprintf(stderr, "{\"event\": \"polling-unavailable\", \"reason\": \"%s\"}\n", strerror(-err));
+	} else if (fm->opts.passthrough) {
+		fprintf(stderr, "{\"event\": \"passthrough-unavailable\", \"reason\": \"custom io refused\"}\n");
 	}
 
 	struct fuse_loop_config *config = fuse_loop_cfg_create();
