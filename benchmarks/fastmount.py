@@ -2,8 +2,11 @@
 
     sudo .venv/bin/python benchmarks/fastmount.py [--size 1024] [--small-files 10000] [--dir-entries 100000]
 
-Everything lives in a private tmpfs (so dropping the page cache drops only the mounts' cached pages, never
-the source's) and is unmounted and removed at the end, also on Ctrl-C or a failure. Each figure is the
+The source lives in a private tmpfs by default (so dropping the page cache drops only the mounts' cached
+pages, never the source's: "cold" is then the hardest case for any FUSE mount), or with `--source-on disk`
+in a directory on the disk filesystem holding /var/tmp (as project data on a node's own disk: dropping the
+caches makes direct reads go to the device too). Everything is unmounted and removed at the end, also on
+Ctrl-C or a failure. Each figure is the
 median of --repeats runs, printed as MiB/s (or entries/s) with its ratio to the direct read measured in the
 same run. The slow-source case reads through `benchmarks/slowfs.py`, a clearly labelled EMULATION of a
 network store (fixed latency per request + per-request bandwidth), because `tc netem` is unavailable here.
@@ -147,19 +150,51 @@ class Mounts:
                 subprocess.run(["umount", "-l", str(point)], check=False, capture_output=True, timeout=30)
 
 
+SOURCE_PLACES = ("tmpfs", "disk")
+DISK_DIR = Path("/var/tmp")
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem `path` is on (the longest mount point that contains it)."""
+    best, fstype = "", ""
+    with open("/proc/self/mountinfo") as info:
+        for line in info:
+            fields = line.split()
+            point, kind = fields[4], fields[fields.index("-") + 1]
+            if (str(path) == point or str(path).startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                best, fstype = point, kind
+    return fstype
+
+
+def check_disk_room(size_needed: int) -> None:
+    fstype = filesystem_type(DISK_DIR)
+    if fstype in ("tmpfs", "ramfs", "overlay", ""):
+        raise SystemExit(f"--source-on disk: {DISK_DIR} is on {fstype or 'an unknown filesystem'}, not a disk")
+    free = shutil.disk_usage(DISK_DIR).free
+    if free < size_needed * 1.2:
+        raise SystemExit(f"--source-on disk: needs {size_needed * 1.2 / MiB:,.0f} MiB free in {DISK_DIR}, "
+                         f"has {free / MiB:,.0f} MiB (try a smaller --size/--files)")
+
+
 @contextlib.contextmanager
-def workspace(size_needed: int) -> Iterator[tuple[Path, Mounts]]:
-    base = Path(tempfile.mkdtemp(prefix="fastmount-bench-"))
-    tmpfs = base / "tmpfs"
-    tmpfs.mkdir()
+def workspace(size_needed: int, source_on: str = "tmpfs") -> Iterator[tuple[Path, Mounts]]:
+    """A directory for the source (`source_on`: a private tmpfs, or a directory on /var/tmp's disk) and
+    the Mounts to start views with; all of it unmounted and removed on the way out."""
+    if source_on == "disk":
+        check_disk_room(size_needed)
+    base = Path(tempfile.mkdtemp(prefix="fastmount-bench-", dir=DISK_DIR if source_on == "disk" else None))
+    home = base / source_on
+    home.mkdir()
     mounts = Mounts()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_needed // MiB + 512}m", "bench-src", str(tmpfs)],
-                   check=True, timeout=30)
     try:
-        yield tmpfs, mounts
+        if source_on == "tmpfs":
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_needed // MiB + 512}m", "bench-src",
+                            str(home)], check=True, timeout=30)
+        yield home, mounts
     finally:
         mounts.teardown()
-        subprocess.run(["umount", "-l", str(tmpfs)], check=False, timeout=30)
+        if str(home) in mount_table():
+            subprocess.run(["umount", "-l", str(home)], check=False, timeout=30)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -230,7 +265,8 @@ def measure_view(root: Path, args: argparse.Namespace, first_listing: bool, repe
         median_rate(lambda: read_concurrently([large / f"file{i}.bin" for i in range(4)]), r, drop_caches),
         "MiB/s")
     # "cold": the kernel's caches are dropped before each run, so every file and entry is new to the mount
-    # (a tmpfs source keeps its own); "again": the same right after, as a user's second look sees it.
+    # (a tmpfs source keeps its own, a disk source's are dropped too); "again": the same right after, as a
+    # user's second look sees it.
     out[f"{args.small_files} small files of 128 KiB (cold)"] = Result(
         median_rate(lambda: read_small_files(root / "small"), r, drop_caches), "MiB/s")
     out[f"{args.small_files} small files of 128 KiB, again"] = Result(
@@ -254,22 +290,22 @@ ENGINES = {"fastmount native": "native", "fastmount pyfuse3": "python"}
 
 def run(args: argparse.Namespace) -> None:
     need = (4 * args.size + args.small_files // 8 + args.slow_size) * MiB
-    with workspace(need) as (tmpfs, mounts):
-        src = tmpfs / "source"
+    with workspace(need, args.source_on) as (home, mounts):
+        src = home / "source"
         src.mkdir()
         make_source(src, args)
         views: dict[str, Path] = {"direct": src}
-        mnt = tmpfs.parent / "mnt"
+        mnt = home.parent / "mnt"
         for view, engine in ENGINES.items():
             point = mnt / f"fastmount-{engine}"
-            mounts.start(fastmount_argv(src, point, engine), point, tmpfs.parent / f"fastmount-{engine}.log")
+            mounts.start(fastmount_argv(src, point, engine), point, home.parent / f"fastmount-{engine}.log")
             views[view] = point
         if shutil.which("bindfs"):
             mounts.run(["bindfs", "-r", str(src), str(mnt / "bindfs")], mnt / "bindfs")
             views["bindfs -r"] = mnt / "bindfs"
         if shutil.which("rclone") and not args.skip_rclone:
             mounts.start(["rclone", "mount", "--read-only", "--vfs-cache-mode", "off", "--config", "/dev/null",
-                          str(src), str(mnt / "rclone")], mnt / "rclone", tmpfs.parent / "rclone.log")
+                          str(src), str(mnt / "rclone")], mnt / "rclone", home.parent / "rclone.log")
             views["rclone (cache off)"] = mnt / "rclone"
 
         results: dict[str, dict[str, Result]] = {}
@@ -282,14 +318,14 @@ def run(args: argparse.Namespace) -> None:
         slow = mnt / "slowfs"
         mounts.start([sys.executable, str(REPO / "benchmarks" / "slowfs.py"), "--source", str(src / "slow"),
                       "--mount-path", str(slow), "--latency-ms", str(args.latency_ms),
-                      "--bandwidth-mib", str(args.bandwidth_mib)], slow, tmpfs.parent / "slowfs.log")
+                      "--bandwidth-mib", str(args.bandwidth_mib)], slow, home.parent / "slowfs.log")
         slow_rates = {"direct sequential read of the slow source":
                       median_rate(lambda: read_file(slow / "file.bin"), args.repeats, drop_caches)}
         # auto picks the pyfuse3 engine here (the source is a FUSE filesystem); native is shown for contrast
         for label, engine in (("fastmount, engine auto (pyfuse3, parallel read-ahead)", "auto"),
                               ("fastmount, engine native (no read-ahead of its own)", "native")):
             point = mnt / f"over-slow-{engine}"
-            mounts.start(fastmount_argv(slow, point, engine), point, tmpfs.parent / f"over-slow-{engine}.log")
+            mounts.start(fastmount_argv(slow, point, engine), point, home.parent / f"over-slow-{engine}.log")
             slow_file = point / "file.bin"
             slow_rates[label] = median_rate(functools.partial(read_file, slow_file), args.repeats, drop_caches)
         print_table(results, args, slow_rates)
@@ -298,8 +334,9 @@ def run(args: argparse.Namespace) -> None:
 def print_table(results: dict[str, dict[str, Result]], args: argparse.Namespace,
                 slow_rates: dict[str, float]) -> None:
     names = list(results)
-    table = Table(title=f"fast mount vs peers ({args.size} MiB files, {args.small_files} small files, "
-                        f"{args.dir_entries} entries; median of {args.repeats} runs for direct and fastmount, "
+    table = Table(title=f"fast mount vs peers (source on {args.source_on}; {args.size} MiB files, "
+                        f"{args.small_files} small files, {args.dir_entries} entries; median of {args.repeats} "
+                        "runs for direct and fastmount, "
                         f"{args.peer_repeats} for peers; ratio = view / direct)")
     table.add_column("case")
     for name in names:
@@ -338,6 +375,7 @@ def main() -> int:
     parser.add_argument("--peer-repeats", type=int, default=1,
                         help="runs per figure for bindfs and rclone (rclone alone takes minutes per run)")
     parser.add_argument("--skip-rclone", action="store_true")
+    add_source_on_argument(parser)
     args = parser.parse_args()
     if os.geteuid() != 0:
         parser.error("needs root: it mounts a tmpfs and FUSE filesystems and drops the page cache")
@@ -348,6 +386,12 @@ def main() -> int:
         if not low <= value <= high:
             parser.error(f"{name} must be between {low} and {high}")
     return run_interruptibly(run, args)
+
+
+def add_source_on_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source-on", choices=SOURCE_PLACES, default="tmpfs",
+                        help=f"where the source lives: a private tmpfs (default) or a directory on {DISK_DIR}'s "
+                             "disk filesystem, whose caches are dropped along with the mounts' for cold runs")
 
 
 def run_interruptibly(body: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:

@@ -1,12 +1,14 @@
 """Where the time of a small file goes through the fast mount: listing, open, read and close, each timed.
 
-    sudo .venv/bin/python benchmarks/fastmount_phases.py [--files 10000] [--file-kib 128]
+    sudo .venv/bin/python benchmarks/fastmount_phases.py [--files 10000] [--file-kib 128] [--source-on disk]
 
 benchmarks/fastmount.py gives one figure per case; this one splits the small-file case into its system
 calls, cold (page cache dropped first) and warm (the same pass again), for a direct read of the source and
-for the native engine with kernel passthrough (the default) and without it (zero-message open: no OPEN and
-no RELEASE request, reads kept in the mount's own page cache). It is what the choice between the two
-was measured with; the table prints microseconds per file and each total's ratio to direct.
+for the native engine with kernel passthrough (the default), the same with its request threads sleeping
+between requests (`--spin-us 0`; the default polls briefly first, see agent/fastmount/native/receive.h),
+and without passthrough (zero-message open: no OPEN and no RELEASE request, reads kept in the mount's own
+page cache). It is what those choices were measured with; the table prints microseconds per file and each
+total's ratio to direct. The source is a private tmpfs unless `--source-on disk` puts it on /var/tmp's disk.
 
 It also prints what bounds any FUSE server on the machine it runs on: the CPU time the reading process
 spends itself (its system calls included; a worker cannot make that smaller), the worker's CPU time, a
@@ -31,10 +33,19 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.fastmount import MiB, drop_caches, fastmount_argv, list_long, run_interruptibly, workspace
+from benchmarks.fastmount import (
+    MiB,
+    add_source_on_argument,
+    drop_caches,
+    fastmount_argv,
+    list_long,
+    run_interruptibly,
+    workspace,
+)
 
 console = Console(width=160)
-VIEWS = {"native, passthrough (default)": [], "native, --no-passthrough": ["--no-passthrough"]}
+VIEWS = {"native, passthrough (default)": [], "native, --spin-us 0": ["--spin-us", "0"],
+         "native, --no-passthrough": ["--no-passthrough"]}
 LONG_LISTING = "ls -l, cold"
 
 
@@ -138,16 +149,16 @@ def process_round_trip_us(rounds: int = 20_000) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
-    with workspace(args.files * args.file_kib * 1024 + 64 * MiB) as (tmpfs, mounts):
-        source = tmpfs / "source"
+    with workspace(args.files * args.file_kib * 1024 + 64 * MiB, args.source_on) as (home, mounts):
+        source = home / "source"
         (source / "small").mkdir(parents=True)
         chunk = os.urandom(args.file_kib * 1024)
         for i in range(args.files):
             (source / "small" / f"s{i:06d}").write_bytes(chunk)
         views: dict[str, tuple[Path, psutil.Process | None]] = {"direct": (source, None)}
         for label, extra in VIEWS.items():
-            point = tmpfs.parent / f"mount-{len(views)}"
-            mounts.start(fastmount_argv(source, point, "native") + extra, point, tmpfs.parent / f"{point.name}.log")
+            point = home.parent / f"mount-{len(views)}"
+            mounts.start(fastmount_argv(source, point, "native") + extra, point, home.parent / f"{point.name}.log")
             views[label] = (point, psutil.Process(mounts.procs[-1].pid))
         results: dict[tuple[str, str], Phases] = {}
         for label, (root, worker) in views.items():
@@ -163,9 +174,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def print_table(results: dict[tuple[str, str], Phases], args: argparse.Namespace) -> None:
-    table = Table(title=f"{args.files} files of {args.file_kib} KiB: microseconds per file (cold = page cache "
-                        f"dropped first; warm = the same pass again; {LONG_LISTING}: per entry; CPU = time "
-                        "on a CPU, the lister's own system calls included)")
+    table = Table(title=f"source on {args.source_on}: {args.files} files of {args.file_kib} KiB: microseconds "
+                        f"per file (cold = page cache dropped first; warm = the same pass again; "
+                        f"{LONG_LISTING}: per entry; CPU = time on a CPU, the lister's own system calls included)")
     for column in ("view", "pass", "listing", "open", "read", "close", "total", "lister CPU", "worker CPU",
                    "vs direct"):
         table.add_column(column, justify="left" if column in ("view", "pass") else "right")
@@ -199,6 +210,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--file-kib", type=int, default=128)
+    add_source_on_argument(parser)
     args = parser.parse_args()
     if os.geteuid() != 0:
         parser.error("needs root: it mounts a tmpfs and FUSE filesystems and drops the page cache")

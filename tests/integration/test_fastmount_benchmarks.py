@@ -20,6 +20,7 @@ RUN_TIMEOUT_S = 300.0  # a few seconds idle; bounded for a loaded 2-core CI mach
 
 def run_benchmark(script: str, *args: str) -> str:
     mounts_before = Path("/proc/self/mountinfo").read_text().count("fastmount-bench-")
+    on_disk_before = set(Path("/var/tmp").glob("fastmount-bench-*"))
     out = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
                          timeout=RUN_TIMEOUT_S, cwd="/")  # not the checkout: the script must find its imports
     assert out.returncode == 0, out.stdout + out.stderr
@@ -27,6 +28,7 @@ def run_benchmark(script: str, *args: str) -> str:
     workers = [p for p in psutil.process_iter(["cmdline"])
                if "fastmount-bench-" in " ".join(p.info["cmdline"] or [])]
     assert workers == [], f"left running: {[p.info['cmdline'] for p in workers]}"
+    assert set(Path("/var/tmp").glob("fastmount-bench-*")) == on_disk_before  # --source-on disk cleans up
     return out.stdout
 
 
@@ -51,8 +53,10 @@ def test_fastmount_benchmark_prints_every_case_for_every_view() -> None:
 def test_phases_benchmark_splits_each_file_and_prints_the_machine_floor() -> None:
     require_fuse()
     require_native_engine()
-    table = run_benchmark("fastmount_phases.py", "--files", "30", "--file-kib", "16")
-    for view in ("direct", "native, passthrough (default)", "native, --no-passthrough"):
+    # the source on the disk filesystem (the fast-mount benchmark covers the default tmpfs)
+    table = run_benchmark("fastmount_phases.py", "--files", "30", "--file-kib", "16", "--source-on", "disk")
+    assert "source on disk" in table
+    for view in ("direct", "native, passthrough (default)", "native, --spin-us 0", "native, --no-passthrough"):
         for kind in ("cold", "warm", "ls -l, cold"):
             # listing, open, read, close, total, the lister's CPU; the worker's CPU where there is a worker
             cells = r"(\s*[\d.]+\s*│){6}\s*" + ("-" if view == "direct" else r"[\d.]+")
