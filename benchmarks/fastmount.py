@@ -33,6 +33,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from agent.fastmount.engine import describe_source
+from agent.mountsys import read_mount_table
+
 MiB = 1024 * 1024
 READ_SIZE = 1 * MiB
 REPO = Path(__file__).resolve().parents[1]
@@ -100,11 +103,6 @@ def drop_caches() -> None:
 
 # ---- mounts ----------------------------------------------------------------------------------------------
 
-def mount_table() -> set[str]:
-    with open("/proc/self/mountinfo") as info:
-        return {line.split()[4] for line in info}
-
-
 @dataclass
 class Mounts:
     """Every mount and process this run starts, so teardown can undo all of them whatever happened."""
@@ -114,7 +112,7 @@ class Mounts:
 
     def wait_mounted(self, point: Path, proc: subprocess.Popen[bytes] | None) -> None:
         deadline = time.monotonic() + MOUNT_TIMEOUT_S
-        while str(point) not in mount_table():
+        while str(point) not in read_mount_table():
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f"mount process for {point} exited with {proc.returncode}")
             if time.monotonic() > deadline:
@@ -146,7 +144,7 @@ class Mounts:
                 proc.kill()
                 proc.wait(10)
         for point in reversed(self.points):
-            if str(point) in mount_table():
+            if str(point) in read_mount_table():
                 subprocess.run(["umount", "-l", str(point)], check=False, capture_output=True, timeout=30)
 
 
@@ -154,21 +152,9 @@ SOURCE_PLACES = ("tmpfs", "disk")
 DISK_DIR = Path("/var/tmp")
 
 
-def filesystem_type(path: Path) -> str:
-    """The type of the filesystem `path` is on (the longest mount point that contains it)."""
-    best, fstype = "", ""
-    with open("/proc/self/mountinfo") as info:
-        for line in info:
-            fields = line.split()
-            point, kind = fields[4], fields[fields.index("-") + 1]
-            if (str(path) == point or str(path).startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
-                best, fstype = point, kind
-    return fstype
-
-
 def check_disk_room(size_needed: int) -> None:
-    fstype = filesystem_type(DISK_DIR)
-    if fstype in ("tmpfs", "ramfs", "overlay", ""):
+    fstype = describe_source(str(DISK_DIR))
+    if fstype in ("tmpfs", "ramfs", "overlay", None):
         raise SystemExit(f"--source-on disk: {DISK_DIR} is on {fstype or 'an unknown filesystem'}, not a disk")
     free = shutil.disk_usage(DISK_DIR).free
     if free < size_needed * 1.2:
@@ -193,7 +179,7 @@ def workspace(size_needed: int, source_on: str = "tmpfs") -> Iterator[tuple[Path
         yield home, mounts
     finally:
         mounts.teardown()
-        if str(home) in mount_table():
+        if str(home) in read_mount_table():
             subprocess.run(["umount", "-l", str(home)], check=False, timeout=30)
         shutil.rmtree(base, ignore_errors=True)
 
