@@ -19,8 +19,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent.mountsys import FUSE_FSTYPE, read_mount_table
+from agent.mountsys import read_mount_table
 from tests.conftest import require_fuse, require_native_engine
+from tests.integration.fastmount_helpers import forget_everything, fuse_inodes_in_kernel, stop_worker, wait_mounted
 
 pytestmark = pytest.mark.fuse
 
@@ -36,15 +37,6 @@ class Mounted:
 # source), native serving reads itself (kernels without passthrough), and pyfuse3 (remote sources).
 ENGINES = {"native": [], "native-no-passthrough": ["--no-passthrough"], "pyfuse3": []}
 ENGINE_FLAG = {"native": "native", "native-no-passthrough": "native", "pyfuse3": "python"}
-
-
-def _wait_mounted(mount: Path, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 15
-    while read_mount_table().get(str(mount), None) is None or \
-            read_mount_table()[str(mount)].fstype != FUSE_FSTYPE:
-        assert proc.poll() is None, f"worker exited with {proc.returncode}"
-        assert time.monotonic() < deadline, "worker did not mount within 15 s"
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module", params=list(ENGINES))
@@ -74,7 +66,7 @@ def mounted(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
                              "--mount-path", str(mount), "--stats-file", str(stats), "--stats-interval", "0.2",
                              "--engine", ENGINE_FLAG[engine], *ENGINES[engine]])
     try:
-        _wait_mounted(mount, proc)
+        wait_mounted(mount, proc)
         yield Mounted(source, mount, stats, proc, engine)
     finally:
         if proc.poll() is None:
@@ -259,7 +251,7 @@ def test_sigterm_unmounts_cleanly(tmp_path: Path, spin: list[str]) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "agent.fastmount.worker", "--source", str(source),
                              "--mount-path", str(mount), "--stats-file", str(stats), *spin])
     try:
-        _wait_mounted(mount, proc)
+        wait_mounted(mount, proc)
         assert (mount / "a").read_text() == "a"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
@@ -269,35 +261,6 @@ def test_sigterm_unmounts_cleanly(tmp_path: Path, spin: list[str]) -> None:
         if proc.poll() is None:
             proc.kill()
         subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
-
-
-def stop_worker(proc: subprocess.Popen[bytes], mount: Path) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
-
-
-def fuse_inodes_in_kernel() -> int:
-    for line in Path("/proc/slabinfo").read_text().splitlines():
-        if line.startswith("fuse_inode "):
-            return int(line.split()[1])
-    raise AssertionError("no fuse_inode slab in /proc/slabinfo")
-
-
-def forget_everything() -> int:
-    """Evict dentries and inodes, and wait until their (RCU-delayed) freeing shows in the slab count."""
-    Path("/proc/sys/vm/drop_caches").write_text("2\n")
-    count, deadline = fuse_inodes_in_kernel(), time.monotonic() + 5
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        now = fuse_inodes_in_kernel()
-        if now == count:
-            break
-        count = now
-    return count
 
 
 @pytest.mark.parametrize("habit", ["names", "attrs"])
@@ -316,7 +279,7 @@ def test_listings_carry_attributes_only_where_they_get_used(tmp_path: Path, habi
     proc = subprocess.Popen([sys.executable, "-m", "agent.fastmount.worker", "--source", str(source),
                              "--mount-path", str(mount), "--engine", "native"])
     try:
-        _wait_mounted(mount, proc)
+        wait_mounted(mount, proc)
         before = forget_everything()
         if habit == "names":
             for _ in range(2):  # the second listing is cold again
@@ -357,7 +320,7 @@ def test_an_idle_mount_uses_no_cpu_after_a_burst_of_requests(tmp_path: Path) -> 
     proc = subprocess.Popen([sys.executable, "-m", "agent.fastmount.worker", "--source", str(source),
                              "--mount-path", str(mount), "--engine", "native", "--spin-us", "20000"])
     try:
-        _wait_mounted(mount, proc)
+        wait_mounted(mount, proc)
         worker = psutil.Process(proc.pid)
         for _ in range(5):  # a burst: lookups, opens and releases
             assert all((mount / f"f{i:03d}").read_bytes() == b"y" * 1000 for i in range(200))
@@ -386,7 +349,7 @@ def test_a_directory_swapped_for_a_symlink_does_not_lead_outside(tmp_path: Path,
     proc = subprocess.Popen([sys.executable, "-m", "agent.fastmount.worker", "--source", str(source),
                              "--mount-path", str(mount), "--engine", engine])
     try:
-        _wait_mounted(mount, proc)
+        wait_mounted(mount, proc)
         assert (mount / "sub" / "a").read_text() == "inside"  # the kernel now remembers "sub" for a while
         (source / "sub").rename(source / "sub.old")
         os.symlink(outside, source / "sub")
