@@ -25,8 +25,9 @@ setup(
             "agent.fastmount._native",
             sources=[NATIVE + name
                      for name in ("module.c", "serve.c", "ops.c", "passthrough.c", "receive.c", "inodes.c",
-                                  "habits.c")],
-            depends=[NATIVE + name for name in ("fastmount.h", "inodes.h", "passthrough.h", "receive.h", "habits.h")],
+                                  "dirstream.c", "habits.c")],
+            depends=[NATIVE + name for name in ("fastmount.h", "inodes.h", "passthrough.h", "receive.h", "habits.h",
+                                                "dirstream.h")],
             extra_compile_args=[*fuse3_flags("--cflags"), "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror"],
             extra_link_args=fuse3_flags("--libs"),
         )

@@ -45,7 +45,7 @@ from benchmarks.fastmount import (
 
 console = Console(width=160)
 VIEWS = {"native, passthrough (default)": [], "native, --spin-us 0": ["--spin-us", "0"],
-         "native, --no-passthrough": ["--no-passthrough"]}
+         "native, --no-dir-read-ahead": ["--no-dir-read-ahead"], "native, --no-passthrough": ["--no-passthrough"]}
 LONG_LISTING = "ls -l, cold"
 
 

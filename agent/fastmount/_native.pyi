@@ -14,5 +14,6 @@ def serve(
     negative_timeout: float = ...,
     debug: bool = ...,
     spin_us: int = ...,
+    dir_read_ahead: bool = ...,
 ) -> None: ...
 def counters() -> tuple[int, int, int]: ...

@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="native engine: after each request, poll for the next one this many microseconds "
                              "(yielding the CPU between polls) before sleeping; saves a wake-up per request in "
                              "bursts of small-file opens and listings. 0: always sleep")
+    parser.add_argument("--no-dir-read-ahead", action="store_true",
+                        help="native engine: stat a listing's next batch only when the kernel asks for it, not "
+                             "while the kernel takes in the last one")
     parser.add_argument("--no-passthrough", action="store_true",
                         help="native engine: serve reads itself instead of the kernel's FUSE passthrough "
                              "(used automatically when the kernel declines it)")
@@ -196,7 +199,7 @@ def serve_native(args: argparse.Namespace) -> None:
                       threads=args.threads, readahead_kib=args.kernel_readahead_kib or 0,  # None: the kernel's own
                       readdirplus_always=args.readdirplus != "auto",
                       adaptive_attrs=args.readdirplus == "adaptive", passthrough=not args.no_passthrough,
-                      spin_us=args.spin_us, debug=args.debug)
+                      spin_us=args.spin_us, dir_read_ahead=not args.no_dir_read_ahead, debug=args.debug)
     finally:
         stop.set()
         if publisher is not None:

@@ -27,6 +27,7 @@ struct fastmount_options {
 	int zero_message_open;       /* otherwise let the kernel open files without asking (when it can) */
 	int readdirplus_always;      /* attributes with every listing batch, not only the first */
 	int adaptive_attrs;          /* ... unless the directory's listings are used for names only (habits.h) */
+	int dir_read_ahead;          /* stat the next listing batch while the kernel takes in the last (dirstream.h) */
 	int debug;
 	double entry_timeout;
 	double attr_timeout;

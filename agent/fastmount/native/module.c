@@ -13,7 +13,7 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs)
 	(void)self;
 	static char *keywords[] = {"source", "mount_path", "mount_options", "threads", "readahead_kib", "max_request_kib",
 				   "passthrough", "zero_message_open", "readdirplus_always", "adaptive_attrs",
-				   "entry_timeout", "attr_timeout", "negative_timeout", "debug", "spin_us", NULL};
+				   "entry_timeout", "attr_timeout", "negative_timeout", "debug", "spin_us", "dir_read_ahead", NULL};
 	struct fastmount_options opts = {
 		.threads = 4,
 		.spin_us = 0,
@@ -22,15 +22,16 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs)
 		.passthrough = 1,
 		.zero_message_open = 1,
 		.readdirplus_always = 0,
+		.dir_read_ahead = 1,
 		.entry_timeout = 60.0,
 		.attr_timeout = 60.0,
 		.negative_timeout = 10.0,
 	};
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sss|IIIppppdddpI", keywords, &opts.source, &opts.mount_path,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sss|IIIppppdddpIp", keywords, &opts.source, &opts.mount_path,
 					 &opts.mount_options, &opts.threads, &opts.readahead_kib, &opts.max_request_kib,
 					 &opts.passthrough, &opts.zero_message_open, &opts.readdirplus_always, &opts.adaptive_attrs,
 					 &opts.entry_timeout, &opts.attr_timeout, &opts.negative_timeout, &opts.debug,
-					 &opts.spin_us))
+					 &opts.spin_us, &opts.dir_read_ahead))
 		return NULL;
 	if (opts.threads < 1 || opts.threads > 256) {
 		PyErr_SetString(PyExc_ValueError, "threads must be between 1 and 256");

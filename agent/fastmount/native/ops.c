@@ -2,9 +2,11 @@
  * following symlinks (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so a symlink swapped into the
  * source cannot lead a request outside it. Every write-type request gets EROFS. */
 #define _GNU_SOURCE
+#include "dirstream.h"
 #include "fastmount.h"
 #include "habits.h"
 #include "passthrough.h"
+#include "receive.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -24,9 +26,7 @@
 
 struct dirhandle {
 	pthread_mutex_t lock;
-	DIR *dp;
-	off_t offset;
-	struct dirent *pending;  /* read from the stream but did not fit in the last reply */
+	struct dirstream *stream;
 	struct listing_pass pass;  /* the listing from offset 0 under way, when adaptive_attrs */
 	int pass_started;
 };
@@ -456,7 +456,7 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	struct dirhandle *d = calloc(1, sizeof(*d));
-	if (d == NULL || (d->dp = fdopendir(fd)) == NULL) {
+	if (d == NULL || (d->stream = dirstream_open(fd)) == NULL) {
 		int err = d == NULL ? ENOMEM : errno;
 		free(d);
 		close(fd);
@@ -468,15 +468,39 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fi->cache_readdir = 1;  /* the kernel keeps the listing in its page cache ... */
 	fi->keep_cache = 1;     /* ... across opens, until the directory's mtime changes */
 	if (fuse_reply_open(req, fi) != 0) {
-		closedir(d->dp);
+		dirstream_close(d->stream);
 		pthread_mutex_destroy(&d->lock);
 		free(d);
 	}
 }
 
-static int is_dot_or_dotdot(const char *name)
+/* Add `e` to the reply at `p` (`left` bytes): the bytes used, more than `left` when it did not fit.
+ * With attributes the kernel instantiates the entry's inode, which counts as a lookup. */
+static size_t add_entry(struct fastmount *fm, fuse_req_t req, struct inode *dir, char *p, size_t left,
+			const struct dir_entry *e, int plus, int *err)
 {
-	return name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
+	if (!plus) {
+		struct stat st = {.st_ino = e->ino, .st_mode = (mode_t)DTTOIF(e->type)};
+		return fuse_add_direntry(req, p, left, e->name, &st, e->next);
+	}
+	struct fuse_entry_param entry = {0};
+	struct inode *node = NULL;
+	if (!e->has_attrs) {
+		/* node id 0: a name without attributes, the kernel instantiates nothing */
+		entry.attr.st_ino = e->ino;
+		entry.attr.st_mode = (mode_t)DTTOIF(e->type);
+	} else {
+		node = inodes_remember(&fm->inodes, dir, e->name, &e->attrs);
+		if (node == NULL) {
+			*err = errno;
+			return left + 1;
+		}
+		fill_entry(fm, &entry, node, &e->attrs);
+	}
+	size_t used = fuse_add_direntry_plus(req, p, left, e->name, &entry, e->next);
+	if (used > left && node != NULL)
+		forget_node(fm, node, 1);  /* did not fit: the kernel never saw this lookup */
+	return used;
 }
 
 static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info *fi,
@@ -490,15 +514,11 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		reply_err(fm, req, ENOMEM);
 		return;
 	}
-	size_t left = size;
+	size_t left = size, sent = 0;
 	char *p = buf;
 	int err = 0;
 	pthread_mutex_lock(&d->lock);
-	if (offset != d->offset) {
-		seekdir(d->dp, offset);
-		d->pending = NULL;
-		d->offset = offset;
-	}
+	dirstream_seek(d->stream, offset);
 	int attrs = plus;
 	if (plus && fm->opts.adaptive_attrs) {
 		if (offset == 0) {
@@ -507,72 +527,38 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		}
 		attrs = !d->pass_started || habits_want_attrs(&d->pass);
 	}
+	int at_end = 0;
 	for (;;) {
-		struct dirent *ent = d->pending;
-		if (ent == NULL) {
-			errno = 0;
-			ent = readdir(d->dp);
-			if (ent == NULL) {
-				err = errno;
-				if (err == 0 && d->pass_started) {
-					habits_end_pass(&d->pass);
-					d->pass_started = 0;
-				}
-				break;
+		const struct dir_entry *e = dirstream_peek(d->stream, attrs);
+		if (e == NULL) {
+			err = errno;
+			at_end = err == 0;
+			if (at_end && d->pass_started) {
+				habits_end_pass(&d->pass);
+				d->pass_started = 0;
 			}
-			d->pending = ent;
+			break;
 		}
-		size_t used;
-		if (plus) {
-			struct fuse_entry_param e = {0};
-			struct inode *node = NULL;
-			if (!attrs || is_dot_or_dotdot(ent->d_name)) {
-				/* node id 0: a name without attributes, the kernel instantiates nothing */
-				e.attr.st_ino = ent->d_ino;
-				e.attr.st_mode = (mode_t)DTTOIF(ent->d_type);
-			} else {
-				struct stat st;
-				if (fstatat(dirfd(d->dp), ent->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-					if (errno == ENOENT) {  /* removed from the source while we listed it */
-						d->pending = NULL;
-						d->offset = ent->d_off;
-						continue;
-					}
-					err = errno;
-					break;
-				}
-				node = inodes_remember(&fm->inodes, dir, ent->d_name, &st);
-				if (node == NULL) {
-					err = errno;
-					break;
-				}
-				fill_entry(fm, &e, node, &st);
-			}
-			used = fuse_add_direntry_plus(req, p, left, ent->d_name, &e, ent->d_off);
-			if (used > left) {
-				/* did not fit: the kernel never saw this lookup, so it will never forget it */
-				if (node != NULL)
-					forget_node(fm, node, 1);
-				break;
-			}
-		} else {
-			struct stat st = {.st_ino = ent->d_ino, .st_mode = (mode_t)DTTOIF(ent->d_type)};
-			used = fuse_add_direntry(req, p, left, ent->d_name, &st, ent->d_off);
-			if (used > left)
-				break;
-		}
+		size_t used = add_entry(fm, req, dir, p, left, e, plus, &err);
+		if (used > left)
+			break;
+		dirstream_consume(d->stream);
 		p += used;
 		left -= used;
-		d->pending = NULL;
-		d->offset = ent->d_off;
+		sent++;
 	}
-	pthread_mutex_unlock(&d->lock);
 	/* An error after some entries were added still returns those; the next call reports it. */
 	if (err != 0 && left == size)
 		reply_err(fm, req, err);
 	else
 		fuse_reply_buf(req, buf, size - left);
 	free(buf);
+	/* The kernel now builds this batch's inodes before it asks for the next one: have that one ready. */
+	if (attrs && fm->opts.dir_read_ahead && !at_end && err == 0) {
+		receive_step_aside();  /* stats of a cold disk can take a while: other requests go on */
+		dirstream_read_ahead(d->stream, sent, 1);
+	}
+	pthread_mutex_unlock(&d->lock);
 }
 
 static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info *fi)
@@ -589,7 +575,11 @@ static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 {
 	(void)ino;
 	struct dirhandle *d = (struct dirhandle *)(uintptr_t)fi->fh;
-	closedir(d->dp);
+	/* A thread may still be reading the directory ahead (after its reply, so the kernel let the file
+	 * close): wait for it. No other request comes for this handle after RELEASEDIR. */
+	pthread_mutex_lock(&d->lock);
+	pthread_mutex_unlock(&d->lock);
+	dirstream_close(d->stream);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 	fuse_reply_err(req, 0);

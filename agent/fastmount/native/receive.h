@@ -30,4 +30,8 @@ int receive_configure(struct fuse_session *se, unsigned spin_us);
 /* libfuse's custom-io read: the next request from the kernel into buf. */
 ssize_t receive_request(int fd, void *buf, size_t len, void *userdata);
 
+/* The calling request thread is about to do work no request waits for (reading a directory ahead): when
+ * it is the receiver, another thread takes the role, so requests keep being answered meanwhile. */
+void receive_step_aside(void);
+
 #endif
