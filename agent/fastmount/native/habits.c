@@ -58,8 +58,6 @@ void habits_end_pass(const struct listing_pass *pass)
 	pthread_mutex_lock(&lock);
 	struct habit *s = slot_of(pass->dev, pass->ino);
 	s->last_pass_names_only = !pass->attrs;
-	if (pass->attrs)  /* children were looked up while it ran (ls -l): the next one needs them too */
-		s->attrs_from_start = 1;
 	s->lookups_at_end = s->lookups;
 	pthread_mutex_unlock(&lock);
 }

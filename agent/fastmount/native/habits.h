@@ -6,7 +6,7 @@
  * would otherwise send one LOOKUP per file). The kernel cannot tell these apart, but the LOOKUPs it
  * sends for a directory's children can:
  *  - a pass starts with names only and switches to attributes as soon as children get looked up while
- *    it is running (`ls -l`, `find -ls`); the directory's next passes carry them from the start;
+ *    it is running (`ls -l`, `find -ls`);
  *  - children looked up after a names-only pass ended (list first, then open each file) make the
  *    directory's next passes carry attributes from the start;
  *  - every PROBE_EVERY-th such pass starts with names again, so a directory whose use changed back to
