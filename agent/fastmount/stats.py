@@ -15,10 +15,12 @@ class Counters:
     opens: int = 0
 
 
-def write_stats(path: Path, counters: Counters, pid: int, engine: str) -> None:
-    """Replace the stats file atomically, so a reader never sees half a file."""
+def write_stats(path: Path, counters: Counters, pid: int, engine: str, inodes: int | None = None) -> None:
+    """Replace the stats file atomically, so a reader never sees half a file. `inodes`: how many inodes
+    the worker remembers for the kernel now (a gauge, not a counter; the native engine's)."""
     tmp = path.with_name(f".{path.name}.{pid}.tmp")
-    tmp.write_text(json.dumps({**asdict(counters), "pid": pid, "engine": engine}))
+    gauges = {} if inodes is None else {"inodes": inodes}
+    tmp.write_text(json.dumps({**asdict(counters), **gauges, "pid": pid, "engine": engine}))
     os.replace(tmp, path)
 
 

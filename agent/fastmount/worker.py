@@ -177,19 +177,20 @@ def serve_python(args: argparse.Namespace) -> None:
 def serve_native(args: argparse.Namespace) -> None:
     from agent.fastmount import _native
 
-    def current() -> Counters:
-        bytes_read, errors, opens = _native.counters()
-        return Counters(bytes_read=bytes_read, errors=errors, opens=opens)
+    def publish_once() -> None:
+        bytes_read, errors, opens, inodes = _native.counters()
+        write_stats(args.stats_file, Counters(bytes_read=bytes_read, errors=errors, opens=opens), os.getpid(),
+                    "native", inodes=inodes)
 
     stop = threading.Event()
 
     def publish_stats() -> None:
         while not stop.wait(args.stats_interval):
-            write_stats(args.stats_file, current(), os.getpid(), "native")
+            publish_once()
 
     publisher = None
     if args.stats_file is not None:
-        write_stats(args.stats_file, current(), os.getpid(), "native")
+        publish_once()
         publisher = threading.Thread(target=publish_stats, name="stats", daemon=True)
         publisher.start()
     log.info("mounting", source=args.source, mount_path=args.mount_path, engine="native")
@@ -205,7 +206,7 @@ def serve_native(args: argparse.Namespace) -> None:
         if publisher is not None:
             publisher.join(5)
         if args.stats_file is not None:
-            write_stats(args.stats_file, current(), os.getpid(), "native")
+            publish_once()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,15 +5,17 @@ a listing resumes at a saved position, and when the source changes under it (roo
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import stat
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_fuse, require_native_engine
-from tests.integration.fastmount_helpers import start_worker, stop_worker
+from tests.integration.fastmount_helpers import forget_everything, start_worker, stop_worker
 
 pytestmark = pytest.mark.fuse
 
@@ -191,3 +193,46 @@ def test_listings_closed_right_after_their_first_batch(big_directory: tuple[Path
         with os.scandir(through_mount) as it:
             next(it)
     assert long_listing(through_mount) == expected
+
+
+def remembered_inodes(stats_file: Path) -> int:
+    return int(json.loads(stats_file.read_text())["inodes"])
+
+
+def inodes_once(stats_file: Path, settled: Callable[[int], bool], within_s: float = 10.0) -> int:
+    """The worker's remembered-inode count once `settled` holds for it (or what it is after `within_s`):
+    the stats file is rewritten every 0.1 s, and the kernel's FORGETs after a cache drop take a while."""
+    deadline = time.monotonic() + within_s
+    while not settled(count := remembered_inodes(stats_file)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return count
+
+
+@pytest.mark.parametrize("read_ahead", [True, False], ids=["read-ahead", "no-read-ahead"])
+def test_listings_stopped_early_leave_no_inode_remembered(tmp_path: Path, read_ahead: bool) -> None:
+    """A batch built ahead with attributes counts a lookup per entry; when the listing stops before the
+    kernel asks for it, those lookups must be undone, or the worker remembers those inodes for ever."""
+    require_fuse()
+    require_native_engine()
+    source = make_source(tmp_path / "s")
+    mount, stats_file = tmp_path / "m", tmp_path / "stats.json"
+    mount.mkdir()
+    proc = start_worker(source.parent, mount, "--engine", "native", "--readdirplus", "always",
+                        "--stats-file", str(stats_file), "--stats-interval", "0.1",
+                        *([] if read_ahead else ["--no-dir-read-ahead"]))
+    try:
+        forget_everything()
+        baseline = inodes_once(stats_file, lambda n: n <= 1)
+        through_mount = mount / source.name
+        long_listing(through_mount)
+        assert inodes_once(stats_file, lambda n: n >= ENTRIES) >= ENTRIES  # every entry came with attributes
+        for _ in range(10):
+            forget_everything()
+            with os.scandir(through_mount) as it:
+                for _ in range(50):  # the first batch only; the next one is being built
+                    next(it)
+        forget_everything()
+        assert inodes_once(stats_file, lambda n: n <= baseline) == baseline
+        assert long_listing(through_mount) == long_listing(source)
+    finally:
+        stop_worker(proc, mount)

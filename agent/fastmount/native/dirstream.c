@@ -43,6 +43,11 @@ int dirstream_fd(const struct dirstream *s)
 	return dirfd(s->dp);
 }
 
+off_t dirstream_position(const struct dirstream *s)
+{
+	return s->position;
+}
+
 void dirstream_seek(struct dirstream *s, off_t cookie)
 {
 	if (cookie == s->position)
@@ -65,7 +70,7 @@ static int is_dot_or_dotdot(const char *name)
  * knows its own directories, a node for them would only be a second inode of the same directory. */
 static int fetch_attrs(struct dirstream *s, struct dir_entry *e)
 {
-	if (e->has_attrs || is_dot_or_dotdot(e->name))
+	if (e->has_attrs || e->is_dot)
 		return 0;
 	if (fstatat(dirfd(s->dp), e->name, &e->attrs, AT_SYMLINK_NOFOLLOW) != 0)
 		return -1;
@@ -119,6 +124,7 @@ static int read_one(struct dirstream *s, int want_attrs)
 		e->has_attrs = 0;
 		memcpy(e->name, ent->d_name, strnlen(ent->d_name, NAME_MAX) + 1);
 		e->name[NAME_MAX] = '\0';
+		e->is_dot = is_dot_or_dotdot(e->name);
 		/* A failure here is left for the peek that needs the attributes to retry and report. */
 		if (want_attrs && fetch_attrs(s, e) != 0 && errno == ENOENT)
 			continue;  /* removed from the source since its name was read */
@@ -153,6 +159,11 @@ void dirstream_consume(struct dirstream *s)
 {
 	s->position = s->queue[s->head].next;
 	s->head++;
+}
+
+const struct dir_entry *dirstream_queued(const struct dirstream *s, size_t i)
+{
+	return i < s->len - s->head ? &s->queue[s->head + i] : NULL;
 }
 
 void dirstream_read_ahead(struct dirstream *s, size_t count, int want_attrs)

@@ -27,6 +27,7 @@ struct dir_entry {
 	off_t next;          /* the cookie that resumes the listing after this entry */
 	ino_t ino;
 	unsigned char type;  /* DT_* */
+	int is_dot;          /* "." or "..": listed without attributes (the kernel knows its own directories) */
 	int has_attrs;
 	struct stat attrs;
 	char name[NAME_MAX + 1];
@@ -39,6 +40,9 @@ struct dirstream *dirstream_open(int fd);
 void dirstream_close(struct dirstream *s);
 int dirstream_fd(const struct dirstream *s);
 
+/* The cookie of the last entry sent (0 before the first): where the next request continues. */
+off_t dirstream_position(const struct dirstream *s);
+
 /* Continue the listing at `cookie` (0: the start): a no-op when that is where the last entry sent ended. */
 void dirstream_seek(struct dirstream *s, off_t cookie);
 
@@ -48,6 +52,10 @@ const struct dir_entry *dirstream_peek(struct dirstream *s, int want_attrs);
 
 /* The peeked entry was sent: the position moves past it. */
 void dirstream_consume(struct dirstream *s);
+
+/* The i-th entry queued past the position (0: the one the next peek returns), NULL past the queue's end.
+ * Entries whose attributes could not be read ahead have neither has_attrs nor is_dot. */
+const struct dir_entry *dirstream_queued(const struct dirstream *s, size_t i);
 
 /* Read up to `count` entries past the position into the queue (with attributes when `want_attrs`),
  * counting the ones already there. Stops early at the end of the directory or on an error, which the

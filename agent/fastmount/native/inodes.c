@@ -47,6 +47,7 @@ void inodes_destroy(struct inode_table *table)
 	free(table->buckets);
 	free(table->root.path);
 	pthread_mutex_destroy(&table->lock);
+	atomic_store_explicit(&table->count_seen, 0, memory_order_relaxed);
 }
 
 /* Double the bucket array when the chains get long; a failed allocation just keeps the old one. */
@@ -140,6 +141,7 @@ struct inode *inodes_remember(struct inode_table *table, const struct inode *par
 	}
 	fresh->next = table->buckets[b];
 	table->buckets[b] = fresh;
+	atomic_store_explicit(&table->count_seen, table->count + 1, memory_order_relaxed);
 	if (++table->count > table->nbuckets)
 		grow(table);
 	pthread_mutex_unlock(&table->lock);
@@ -165,6 +167,7 @@ int inodes_forget(struct inode_table *table, struct inode *node, uint64_t nlooku
 	if (*link == node) {
 		*link = node->next;
 		table->count--;
+		atomic_store_explicit(&table->count_seen, table->count, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&table->lock);
 	/* no open is left: the kernel forgets an inode only after its last RELEASE was answered */
@@ -174,10 +177,7 @@ int inodes_forget(struct inode_table *table, struct inode *node, uint64_t nlooku
 	return backing_id;
 }
 
-size_t inodes_count(struct inode_table *table)
+size_t inodes_count(const struct inode_table *table)
 {
-	pthread_mutex_lock(&table->lock);
-	size_t count = table->count;
-	pthread_mutex_unlock(&table->lock);
-	return count;
+	return atomic_load_explicit(&table->count_seen, memory_order_relaxed);
 }

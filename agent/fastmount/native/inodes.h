@@ -7,6 +7,7 @@
 #define BENCH_FASTMOUNT_INODES_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
@@ -25,7 +26,8 @@ struct inode_table {
 	pthread_mutex_t lock;
 	struct inode **buckets;
 	size_t nbuckets;
-	size_t count;
+	size_t count;          /* records besides the root; changed under lock */
+	atomic_size_t count_seen;  /* the same, for readers that take no lock (the stats thread) */
 	struct inode root;
 };
 
@@ -45,6 +47,7 @@ struct inode *inodes_remember(struct inode_table *table, const struct inode *par
  * Returns the backing id the freed record held (the caller closes it), else 0. */
 int inodes_forget(struct inode_table *table, struct inode *node, uint64_t nlookup);
 
-size_t inodes_count(struct inode_table *table);
+/* Records besides the root. Safe from any thread at any time, also before init and after destroy. */
+size_t inodes_count(const struct inode_table *table);
 
 #endif

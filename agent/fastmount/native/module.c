@@ -61,16 +61,17 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs)
 static PyObject *counters(PyObject *self, PyObject *unused)
 {
 	(void)self, (void)unused;
-	return Py_BuildValue("(KKK)",
+	size_t inodes = inodes_count(&the_mount.inodes);
+	return Py_BuildValue("(KKKK)",
 			     (unsigned long long)atomic_load(&the_mount.bytes_read),
 			     (unsigned long long)atomic_load(&the_mount.errors),
-			     (unsigned long long)atomic_load(&the_mount.opens));
+			     (unsigned long long)atomic_load(&the_mount.opens), (unsigned long long)inodes);
 }
 
 static PyMethodDef methods[] = {
 	{"serve", (PyCFunction)(void (*)(void))serve, METH_VARARGS | METH_KEYWORDS,
 	 "serve(source, mount_path, mount_options, ...) -> None: mount and serve until unmounted or signalled"},
-	{"counters", counters, METH_NOARGS, "counters() -> (bytes_read, errors, opens)"},
+	{"counters", counters, METH_NOARGS, "counters() -> (bytes_read, errors, opens, inodes remembered for the kernel)"},
 	{NULL, NULL, 0, NULL},
 };
 

@@ -7,6 +7,7 @@
 #include <fuse_lowlevel.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <stdint.h>
 #include <string.h>
@@ -22,6 +23,7 @@ static uint64_t spin_ns;
 static pthread_mutex_t turn_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t turn_free = PTHREAD_COND_INITIALIZER;
 static int turn_taken;             /* a thread is the receiver; turn_lock */
+static atomic_int background_work; /* threads doing work no request waits for: do not poll meanwhile */
 static __thread int is_receiver;
 
 int receive_configure(struct fuse_session *se, unsigned spin_us)
@@ -76,9 +78,14 @@ static void give_turn(void)
 
 /* Read the device (non-blocking): poll it for spin_ns, yielding the CPU between tries, then sleep in
  * poll() until a request comes. -1 with EINTR makes libfuse look at its exit flag and call again. */
+static uint64_t polling_deadline(void)
+{
+	return monotonic_ns() + (atomic_load_explicit(&background_work, memory_order_relaxed) ? 0 : spin_ns);
+}
+
 static ssize_t poll_then_sleep(int fd, void *buf, size_t len)
 {
-	uint64_t deadline = monotonic_ns() + spin_ns;
+	uint64_t deadline = polling_deadline();
 	for (;;) {
 		ssize_t n = read(fd, buf, len);
 		if (n >= 0 || errno != EAGAIN)
@@ -94,14 +101,20 @@ static ssize_t poll_then_sleep(int fd, void *buf, size_t len)
 		struct pollfd device = {.fd = fd, .events = POLLIN};
 		if (poll(&device, 1, -1) < 0)
 			return -1;  /* EINTR: a signal, maybe the one that stops the loop */
-		deadline = monotonic_ns() + spin_ns;
+		deadline = polling_deadline();
 	}
 }
 
-void receive_step_aside(void)
+void receive_background_begin(void)
 {
+	atomic_fetch_add_explicit(&background_work, 1, memory_order_relaxed);
 	if (is_receiver)
 		give_turn();
+}
+
+void receive_background_done(void)
+{
+	atomic_fetch_sub_explicit(&background_work, 1, memory_order_relaxed);
 }
 
 ssize_t receive_request(int fd, void *buf, size_t len, void *userdata)

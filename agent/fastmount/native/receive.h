@@ -31,7 +31,11 @@ int receive_configure(struct fuse_session *se, unsigned spin_us);
 ssize_t receive_request(int fd, void *buf, size_t len, void *userdata);
 
 /* The calling request thread is about to do work no request waits for (reading a directory ahead): when
- * it is the receiver, another thread takes the role, so requests keep being answered meanwhile. */
-void receive_step_aside(void);
+ * it is the receiver, another thread takes the role, so requests keep being answered meanwhile. Until
+ * receive_background_done(), the receiver sleeps instead of polling: on a node with few CPUs a polling
+ * thread would take the CPU this work needs (measured: a cold `ls -l` 0.37x direct with polling during
+ * it, 0.45x without). */
+void receive_background_begin(void);
+void receive_background_done(void);
 
 #endif
