@@ -6,7 +6,8 @@ benchmarks/fastmount.py gives one figure per case; this one splits the small-fil
 calls, cold (page cache dropped first) and warm (the same pass again), for a direct read of the source and
 for the native engine with kernel passthrough (the default), the same with its request threads sleeping
 between requests (`--spin-us 0`; the default polls briefly first, see agent/fastmount/native/receive.h),
-and without passthrough (zero-message open: no OPEN and no RELEASE request, reads kept in the mount's own
+without reading listings ahead (`--no-dir-read-ahead`, see agent/fastmount/native/dirstream.h) and
+without passthrough (zero-message open: no OPEN and no RELEASE request, reads kept in the mount's own
 page cache). It is what those choices were measured with; the table prints microseconds per file and each
 total's ratio to direct. The source is a private tmpfs unless `--source-on disk` puts it on /var/tmp's disk.
 

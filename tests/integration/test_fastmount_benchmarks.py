@@ -56,7 +56,8 @@ def test_phases_benchmark_splits_each_file_and_prints_the_machine_floor() -> Non
     # the source on the disk filesystem (the fast-mount benchmark covers the default tmpfs)
     table = run_benchmark("fastmount_phases.py", "--files", "30", "--file-kib", "16", "--source-on", "disk")
     assert "source on disk" in table
-    for view in ("direct", "native, passthrough (default)", "native, --spin-us 0", "native, --no-passthrough"):
+    for view in ("direct", "native, passthrough (default)", "native, --spin-us 0", "native, --no-dir-read-ahead",
+                 "native, --no-passthrough"):
         for kind in ("cold", "warm", "ls -l, cold"):
             # listing, open, read, close, total, the lister's CPU; the worker's CPU where there is a worker
             cells = r"(\s*[\d.]+\s*│){6}\s*" + ("-" if view == "direct" else r"[\d.]+")
