@@ -25,9 +25,9 @@ setup(
             "agent.fastmount._native",
             sources=[NATIVE + name
                      for name in ("module.c", "serve.c", "ops.c", "passthrough.c", "receive.c", "inodes.c",
-                                  "dirstream.c", "habits.c")],
+                                  "dirstream.c", "listing.c", "habits.c")],
             depends=[NATIVE + name for name in ("fastmount.h", "inodes.h", "passthrough.h", "receive.h", "habits.h",
-                                                "dirstream.h")],
+                                                "dirstream.h", "listing.h", "handlers.h")],
             extra_compile_args=[*fuse3_flags("--cflags"), "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror"],
             extra_link_args=fuse3_flags("--libs"),
         )
