@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <linux/fuse.h>  /* FUSE_NAME_OFFSET_DIRENTPLUS: the smallest entry of a READDIRPLUS reply */
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -181,7 +182,10 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		discard_prepared(fm, &d->next);
 		sent = 0;
 		char *buf = malloc(size);
-		if (buf == NULL) {
+		/* the nodes this reply looks up, to undo should the kernel not take it */
+		struct inode **nodes = plus ? calloc(size / FUSE_NAME_OFFSET_DIRENTPLUS + 1, sizeof(*nodes)) : NULL;
+		if (buf == NULL || (plus && nodes == NULL)) {
+			free(buf);
 			pthread_mutex_unlock(&d->lock);
 			reply_err(fm, req, ENOMEM);
 			return;
@@ -203,16 +207,22 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 			size_t used = add_entry(fm, dir, buf + size - left, left, e, plus, &node, &err);
 			if (used > left)
 				break;
+			if (plus)
+				nodes[sent] = node;
 			dirstream_consume(d->stream);
 			left -= used;
 			sent++;
 		}
 		/* An error after some entries were added still returns those; the next call reports it. */
-		if (err != 0 && left == size)
+		if (err != 0 && left == size) {
 			reply_err(fm, req, err);
-		else
-			fuse_reply_buf(req, buf, size - left);
+		} else if (fuse_reply_buf(req, buf, size - left) != 0 && plus) {
+			for (size_t i = 0; i < sent; i++)  /* interrupted: the kernel took none of these lookups */
+				if (nodes[i] != NULL)
+					forget_node(fm, nodes[i], 1);
+		}
 		free(buf);
+		free(nodes);
 	}
 	if (fm->opts.dir_read_ahead && !at_end && err == 0 && sent > 0) {
 		receive_background_begin();  /* stats of a cold disk can take a while: other requests go on */
