@@ -66,8 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "(yielding the CPU between polls) before sleeping; saves a wake-up per request in "
                              "bursts of small-file opens and listings. 0: always sleep")
     parser.add_argument("--no-dir-read-ahead", action="store_true",
-                        help="native engine: stat a listing's next batch only when the kernel asks for it, not "
-                             "while the kernel takes in the last one")
+                        help="native engine: read, stat and build a listing's next batch only when the kernel "
+                             "asks for it, not while the kernel takes in the last one")
     parser.add_argument("--no-passthrough", action="store_true",
                         help="native engine: serve reads itself instead of the kernel's FUSE passthrough "
                              "(used automatically when the kernel declines it)")

@@ -38,11 +38,6 @@ void dirstream_close(struct dirstream *s)
 	free(s);
 }
 
-int dirstream_fd(const struct dirstream *s)
-{
-	return dirfd(s->dp);
-}
-
 off_t dirstream_position(const struct dirstream *s)
 {
 	return s->position;

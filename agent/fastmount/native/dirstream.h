@@ -38,7 +38,6 @@ struct dirstream;
 /* Takes `fd` (an open directory) over; NULL with errno when it cannot. */
 struct dirstream *dirstream_open(int fd);
 void dirstream_close(struct dirstream *s);
-int dirstream_fd(const struct dirstream *s);
 
 /* The cookie of the last entry sent (0 before the first): where the next request continues. */
 off_t dirstream_position(const struct dirstream *s);

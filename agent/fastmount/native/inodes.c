@@ -47,7 +47,7 @@ void inodes_destroy(struct inode_table *table)
 	free(table->buckets);
 	free(table->root.path);
 	pthread_mutex_destroy(&table->lock);
-	atomic_store_explicit(&table->count_seen, 0, memory_order_relaxed);
+	atomic_store_explicit(&table->count, 0, memory_order_relaxed);
 }
 
 /* Double the bucket array when the chains get long; a failed allocation just keeps the old one. */
@@ -141,8 +141,7 @@ struct inode *inodes_remember(struct inode_table *table, const struct inode *par
 	}
 	fresh->next = table->buckets[b];
 	table->buckets[b] = fresh;
-	atomic_store_explicit(&table->count_seen, table->count + 1, memory_order_relaxed);
-	if (++table->count > table->nbuckets)
+	if (atomic_fetch_add_explicit(&table->count, 1, memory_order_relaxed) + 1 > table->nbuckets)
 		grow(table);
 	pthread_mutex_unlock(&table->lock);
 	return fresh;
@@ -166,8 +165,7 @@ int inodes_forget(struct inode_table *table, struct inode *node, uint64_t nlooku
 		link = &(*link)->next;
 	if (*link == node) {
 		*link = node->next;
-		table->count--;
-		atomic_store_explicit(&table->count_seen, table->count, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&table->count, 1, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&table->lock);
 	/* no open is left: the kernel forgets an inode only after its last RELEASE was answered */
@@ -179,5 +177,5 @@ int inodes_forget(struct inode_table *table, struct inode *node, uint64_t nlooku
 
 size_t inodes_count(const struct inode_table *table)
 {
-	return atomic_load_explicit(&table->count_seen, memory_order_relaxed);
+	return atomic_load_explicit(&table->count, memory_order_relaxed);
 }

@@ -26,8 +26,7 @@ struct inode_table {
 	pthread_mutex_t lock;
 	struct inode **buckets;
 	size_t nbuckets;
-	size_t count;          /* records besides the root; changed under lock */
-	atomic_size_t count_seen;  /* the same, for readers that take no lock (the stats thread) */
+	atomic_size_t count;   /* records besides the root: changed under lock, read without (the stats thread) */
 	struct inode root;
 };
 

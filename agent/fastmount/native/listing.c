@@ -93,12 +93,18 @@ static size_t add_entry(struct fastmount *fm, struct inode *dir, char *p, size_t
 	return used;
 }
 
+/* A reply the kernel never took: each node it named (NULL: none) loses the lookup the reply counted. */
+static void undo_lookups(struct fastmount *fm, struct inode **nodes, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		if (nodes[i] != NULL)
+			forget_node(fm, nodes[i], 1);
+}
+
 /* Drop the prepared reply, undoing its lookups (a seek, a different request size, a closed directory). */
 static void discard_prepared(struct fastmount *fm, struct prepared_reply *r)
 {
-	for (size_t i = 0; i < r->count; i++)
-		if (r->nodes[i] != NULL)
-			forget_node(fm, r->nodes[i], 1);
+	undo_lookups(fm, r->nodes, r->count);
 	free(r->buf);
 	free(r->nodes);
 	*r = (struct prepared_reply){0};
@@ -217,9 +223,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		if (err != 0 && left == size) {
 			reply_err(fm, req, err);
 		} else if (fuse_reply_buf(req, buf, size - left) != 0 && plus) {
-			for (size_t i = 0; i < sent; i++)  /* interrupted: the kernel took none of these lookups */
-				if (nodes[i] != NULL)
-					forget_node(fm, nodes[i], 1);
+			undo_lookups(fm, nodes, sent);  /* interrupted */
 		}
 		free(buf);
 		free(nodes);

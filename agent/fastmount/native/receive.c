@@ -76,13 +76,14 @@ static void give_turn(void)
 	pthread_mutex_unlock(&turn_lock);
 }
 
-/* Read the device (non-blocking): poll it for spin_ns, yielding the CPU between tries, then sleep in
- * poll() until a request comes. -1 with EINTR makes libfuse look at its exit flag and call again. */
+/* When polling for the next request stops: spin_ns from now, or now while a thread does background work. */
 static uint64_t polling_deadline(void)
 {
 	return monotonic_ns() + (atomic_load_explicit(&background_work, memory_order_relaxed) ? 0 : spin_ns);
 }
 
+/* Read the device (non-blocking): poll it until polling_deadline(), yielding the CPU between tries, then
+ * sleep in poll() until a request comes. -1 with EINTR makes libfuse look at its exit flag and call again. */
 static ssize_t poll_then_sleep(int fd, void *buf, size_t len)
 {
 	uint64_t deadline = polling_deadline();
