@@ -21,7 +21,13 @@ import pytest
 
 from agent.mountsys import read_mount_table
 from tests.conftest import require_fuse, require_native_engine
-from tests.integration.fastmount_helpers import forget_everything, fuse_inodes_in_kernel, stop_worker, wait_mounted
+from tests.integration.fastmount_helpers import (
+    forget_everything,
+    fuse_inodes_in_kernel,
+    start_worker,
+    stop_worker,
+    wait_mounted,
+)
 
 pytestmark = pytest.mark.fuse
 
@@ -276,10 +282,8 @@ def test_listings_carry_attributes_only_where_they_get_used(tmp_path: Path, habi
     mount.mkdir()
     for i in range(entries):
         (source / "d" / f"entry-{i:05d}").write_bytes(b"x")
-    proc = subprocess.Popen([sys.executable, "-m", "agent.fastmount.worker", "--source", str(source),
-                             "--mount-path", str(mount), "--engine", "native"])
+    proc = start_worker(source, mount, "--engine", "native")
     try:
-        wait_mounted(mount, proc)
         before = forget_everything()
         if habit == "names":
             for _ in range(2):  # the second listing is cold again
@@ -317,10 +321,8 @@ def test_an_idle_mount_uses_no_cpu_after_a_burst_of_requests(tmp_path: Path) -> 
     mount.mkdir()
     for i in range(200):
         (source / f"f{i:03d}").write_bytes(b"y" * 1000)
-    proc = subprocess.Popen([sys.executable, "-m", "agent.fastmount.worker", "--source", str(source),
-                             "--mount-path", str(mount), "--engine", "native", "--spin-us", "20000"])
+    proc = start_worker(source, mount, "--engine", "native", "--spin-us", "20000")
     try:
-        wait_mounted(mount, proc)
         worker = psutil.Process(proc.pid)
         for _ in range(5):  # a burst: lookups, opens and releases
             assert all((mount / f"f{i:03d}").read_bytes() == b"y" * 1000 for i in range(200))
@@ -346,10 +348,8 @@ def test_a_directory_swapped_for_a_symlink_does_not_lead_outside(tmp_path: Path,
     outside.mkdir()
     (outside / "secret").write_text("outside")
     mount.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "agent.fastmount.worker", "--source", str(source),
-                             "--mount-path", str(mount), "--engine", engine])
+    proc = start_worker(source, mount, "--engine", engine)
     try:
-        wait_mounted(mount, proc)
         assert (mount / "sub" / "a").read_text() == "inside"  # the kernel now remembers "sub" for a while
         (source / "sub").rename(source / "sub.old")
         os.symlink(outside, source / "sub")
