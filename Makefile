@@ -14,9 +14,13 @@ all: test
 deps:
 	bash scripts/install-system-deps.sh
 
+# The venv is made from Debian's interpreter: ordinary users (workspace-ctl, Jupyter kernels, SGE jobs)
+# must be able to run it, and a pyenv build under /root (mode 0700) is unreachable for them.
+BASE_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
+
 # setup.py and the C sources: the native fast-mount engine is compiled by `pip install -e`.
 $(STAMP): pyproject.toml setup.py $(wildcard agent/fastmount/native/*.[ch])
-	test -x $(PY) || python3 -m venv $(VENV)
+	test -x $(PY) || $(BASE_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   # FUSE fast mounts (pyfuse3 builds against libfuse3)
-  fuse3 libfuse3-dev pkg-config build-essential python3-dev
+  fuse3 libfuse3-dev pkg-config build-essential python3-dev python3-venv
   # Sun Grid Engine
   gridengine-master gridengine-exec gridengine-client
   # local provider: namespaces, bridge, loop-mounted /scratch images
