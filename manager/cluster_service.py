@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-import grpc
 from grpc import aio
 
 from common.auth import USER_METADATA_KEY
@@ -50,12 +49,10 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
     async def ListMembers(self, request: cluster_pb2.ListMembersRequest,
                           context: aio.ServicerContext) -> cluster_pb2.ListMembersResponse:
         if request.member_id:
-            member = self._m.registry.get(request.member_id)
-            if member is None:
-                known = ", ".join(m.member_id for m in self._m.registry.all()) or "none"
-                await context.abort(grpc.StatusCode.NOT_FOUND,
-                                    f"no member {request.member_id!r} (known: {known})")
-            assert member is not None
+            try:
+                member = self._m.resolve_member(request.member_id)
+            except RequestError as exc:
+                await context.abort(exc.code, exc.message)
             history = self._m.registry.history(member.member_id)
             return cluster_pb2.ListMembersResponse(members=[member_to_pb(member, history)])
         members = [member_to_pb(m, self._m.registry.history(m.member_id) if request.include_history else None)

@@ -20,6 +20,7 @@ from manager.config import ManagerConfig
 from manager.errors import invalid, not_found, precondition
 from manager.events import EventBus
 from manager.lifecycle import MemberEvent, MemberState, can_take
+from manager.member_names import UnknownMemberName, find_member
 from manager.model import MemberRecord
 from manager.mounts import MountService
 from manager.registry import HeartbeatData, MemberRegistry, NodeRegistration, RegistrationRefused
@@ -175,11 +176,16 @@ class ClusterManager:
             return []
 
     # drains and cluster start/stop (carried out by manager.drain / manager.reconciler) ---------
-    async def request_drain(self, member_id: str, deadline_s: int, stimulus: str) -> MemberRecord:
-        member = self.registry.get(member_id)
-        if member is None or not member.is_member:
-            known = ", ".join(m.member_id for m in self.registry.all() if m.is_member) or "none"
-            raise not_found(f"no member {member_id!r} (members: {known})")
+    def resolve_member(self, name: str) -> MemberRecord:
+        """The member a person means by `name`: its member id or its hostname."""
+        try:
+            return find_member(self.registry.all(), name)
+        except UnknownMemberName as exc:
+            raise not_found(str(exc)) from None
+
+    async def request_drain(self, name: str, deadline_s: int, stimulus: str) -> MemberRecord:
+        member = self.resolve_member(name)
+        member_id = member.member_id
         if deadline_s < 0:
             raise invalid(f"--deadline must be ≥ 0 seconds (0 waits for running jobs), got {deadline_s}")
         if member.state in (MemberState.DRAINING, MemberState.DRAINED, MemberState.INTERRUPTED):
