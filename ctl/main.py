@@ -228,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True)
     command(cluster, "status", cluster_status, "mode, range, members, capacity, last scaler decision")
     members = command(cluster, "members", cluster_members, "list members (or one member's story)")
-    members.add_argument("--history", metavar="MEMBER", help="show every transition of MEMBER (member id or hostname) with its cause")
+    members.add_argument("--history", metavar="MEMBER",
+                         help="show every transition of MEMBER (member id or hostname) with its cause")
     scale = command(cluster, "scale", cluster_scale, "set the scaling policy")
     scale.add_argument("--min", type=int)
     scale.add_argument("--max", type=int)
