@@ -24,6 +24,7 @@ from benchcluster.options import UsageError, build_options, check_machine
 from benchcluster.state import STATE_ENV, ClusterPaths, resolve_state_root
 from benchcluster.status import collect, exec_in_member, print_status
 from benchcluster.up import UpFailed, up
+from common.console import make_console
 from manager.providers.netns import NetworkError
 
 EXIT_FAILED = 1
@@ -113,7 +114,7 @@ def check_root() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         return _run(args, console)
     except UsageError as exc:

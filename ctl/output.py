@@ -10,10 +10,11 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from common.console import make_console
+
+console = make_console()
 
 
 def to_dict(message: Message) -> dict[str, Any]:
