@@ -94,7 +94,7 @@ class ClusterManager:
                 self.registry.expire(self.config.lost_after_s, self.config.join_timeout_s)
                 await self._promote_joined()
                 if self.clock() - last_flush >= flush_every:
-                    self.registry.flush()
+                    await self.registry.flush_in_background()
                     last_flush = self.clock()
             except Exception:  # one bad pass must not stop liveness tracking; the next pass retries
                 log.exception("liveness pass failed")

@@ -8,6 +8,7 @@ restart is re-established from fresh heartbeats, not from the file).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,13 +142,28 @@ class MemberRegistry:
         self._dirty.add(member_id)
         return self._members[member_id]
 
-    def flush(self) -> int:
-        """Persist heartbeat-derived fields of members changed since the last flush."""
-        if not self._dirty:
-            return 0
+    def _take_dirty(self) -> list[MemberRecord]:
         dirty = [self._members[m] for m in self._dirty if m in self._members]
-        self._store.save_members(dirty)
         self._dirty.clear()
+        return dirty
+
+    def flush(self) -> int:
+        """Persist heartbeat-derived fields of members changed since the last flush (at shutdown)."""
+        dirty = self._take_dirty()
+        if dirty:
+            self._store.save_heartbeats(dirty)
+        return len(dirty)
+
+    async def flush_in_background(self) -> int:
+        """The same off the event loop: heartbeats keep being served while SQLite writes."""
+        dirty = self._take_dirty()
+        if dirty:
+            try:
+                await asyncio.to_thread(self._store.save_heartbeats, dirty)
+            except BaseException:
+                # not written: mark them again so the next flush retries (unless newer beats did already)
+                self._dirty.update(m.member_id for m in dirty)
+                raise
         return len(dirty)
 
     def expire(self, lost_after_s: float, join_timeout_s: float) -> list[MemberRecord]:

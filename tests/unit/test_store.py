@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 from manager.events import EventBus
 from manager.lifecycle import MemberEvent, MemberState
 from manager.model import Capacity
-from manager.registry import MemberRegistry, NodeRegistration, RegistrationRefused
+from manager.registry import HeartbeatData, MemberRegistry, NodeRegistration, RegistrationRefused
 from manager.store import SCHEMA_VERSION, Store, StoreError
 
 
@@ -71,3 +72,43 @@ def test_silent_member_becomes_lost_after_the_limit(tmp_path: Path) -> None:
     now[0] += 2
     lost = registry.expire(lost_after_s=10, join_timeout_s=60)
     assert [m.state for m in lost] == [MemberState.LOST]
+
+
+def beat(cores: int, jobs: int) -> HeartbeatData:
+    return HeartbeatData(capacity=Capacity(cores=cores, memory_bytes=8 << 30), running_jobs=jobs, mounts=(),
+                         draining=False, agent_version="1.1")
+
+
+def test_a_background_heartbeat_flush_persists_beats_and_never_undoes_a_transition(tmp_path: Path) -> None:
+    """The flush writes a snapshot from a worker thread; a transition recorded meanwhile must survive it."""
+    store = Store(tmp_path / "state.db")
+    registry = MemberRegistry(store, EventBus())
+    registry.register(node())
+    registry.transition("m1", MemberEvent.SGE_READY, "sge-observed", "in qhost")
+    registry.on_heartbeat("m1", beat(cores=6, jobs=3))
+    snapshot = registry._take_dirty()  # what a flush under way is writing ...
+    registry.transition("m1", MemberEvent.DRAIN_REQUESTED, "user:root", "drain")  # ... while this happens
+    store.save_heartbeats(snapshot)
+    assert asyncio.run(registry.flush_in_background()) == 0  # nothing new since
+    store.close()
+    reopened = Store(tmp_path / "state.db").member("m1")
+    assert reopened is not None
+    assert reopened.state == MemberState.DRAINING  # the flush did not write the older state back
+    assert (reopened.capacity.cores, reopened.running_jobs, reopened.agent_version) == (6, 3, "1.1")
+
+
+def test_a_failed_background_flush_is_retried_by_the_next_one(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    registry = MemberRegistry(store, EventBus())
+    registry.register(node())
+    registry.on_heartbeat("m1", beat(cores=5, jobs=1))
+    locker = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # another writer holds the file past the busy timeout
+    store._heartbeat_db = store._connect()
+    store._heartbeat_db.execute("PRAGMA busy_timeout=50")
+    with pytest.raises(sqlite3.OperationalError):
+        asyncio.run(registry.flush_in_background())
+    locker.execute("ROLLBACK")
+    assert asyncio.run(registry.flush_in_background()) == 1
+    member = Store(tmp_path / "state.db").member("m1")
+    assert member is not None and member.capacity.cores == 5
