@@ -82,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace, console: Console) -> int:
     paths = ClusterPaths(resolve_state_root(args.state_root))
     if args.command == "up":
+        check_root("bench-cluster up")
         if cluster_exists(paths):
-            check_root("bench-cluster up")
             repair(paths, console)
             return 0
         options = build_options(args.members, args.cores, args.memory, args.scratch_size, args.allow_small_scratch,
