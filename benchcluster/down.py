@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from rich.console import Console
 
-from benchcluster import sge_setup
+from benchcluster import daemons, sge_setup
 from benchcluster.state import ClusterPaths, host_processes
 from manager.providers import local_processes, local_scratch, netns
 from manager.providers.local import remove_member_leftovers
@@ -148,7 +148,7 @@ def down(paths: ClusterPaths, console: Console, stop_qmaster: bool = True) -> Le
     sge_failures: list[str] = []
 
     # The manager first: in static mode it would replace the members we are about to remove.
-    for pid in host_processes(paths):
+    for pid in daemons.supervisors_first(host_processes(paths)):
         local_processes.stop_process(pid, HOST_STOP_GRACE_S)
     console.print("[green]✓[/] manager and manager-node agent stopped")
     scope = find_scope(paths)  # after the manager stopped: it can no longer add members

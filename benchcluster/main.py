@@ -23,7 +23,7 @@ from benchcluster.down import down
 from benchcluster.options import UsageError, build_options, check_machine
 from benchcluster.state import STATE_ENV, ClusterPaths, resolve_state_root
 from benchcluster.status import collect, exec_in_member, print_status
-from benchcluster.up import UpFailed, up
+from benchcluster.up import UpFailed, cluster_exists, repair, up
 from common.console import make_console
 from manager.providers.netns import NetworkError
 
@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace, console: Console) -> int:
     paths = ClusterPaths(resolve_state_root(args.state_root))
     if args.command == "up":
+        check_root("bench-cluster up")
+        if cluster_exists(paths):
+            repair(paths, console)
+            return 0
         options = build_options(args.members, args.cores, args.memory, args.scratch_size, args.allow_small_scratch,
                                 args.mode, args.min_members, args.max_members, args.min_age, args.idle,
                                 args.interval, args.dedicated_manager, args.port, args.timeout, args.cluster_id,
@@ -107,9 +111,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     raise AssertionError(args.command)
 
 
-def check_root() -> None:
+def check_root(what: str = "bench-cluster down") -> None:
     if os.geteuid() != 0:
-        raise UsageError("bench-cluster down needs root (it removes namespaces, mounts and SGE hosts)")
+        raise UsageError(f"{what} needs root (it manages namespaces, mounts, daemons and SGE hosts)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchcluster.supervise import MODULE as SUPERVISE_MODULE
+from manager.providers.local_processes import alive, stop_process
 from manager.sge.client import EXECHOST_TEMPLATE
 
 QUEUE = "all.q"
@@ -177,18 +180,44 @@ def qmaster_answers(install: SgeInstall) -> bool:
         return False
 
 
+QMASTER_SUPERVISOR_LOG = Path("/var/spool/gridengine/qmaster/bench-supervise.log")
+
+
+def qmaster_supervisor_pid() -> int | None:
+    """The supervisor keeping sge_qmaster up (one per machine: every local cluster shares qmaster)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if SUPERVISE_MODULE.encode() in argv and b"sge_qmaster" in argv and alive(int(entry.name)):
+            return int(entry.name)
+    return None
+
+
+def _launch_supervised_qmaster(install: SgeInstall) -> None:
+    """sge_qmaster in the foreground (SGE_ND) under a supervisor of its own session, so a crashed or
+    killed qmaster comes back by itself, as systemd's sge-qmaster unit brings it back on a real node."""
+    env = install.env() | {"SGE_ND": "1"}
+    QMASTER_SUPERVISOR_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with QMASTER_SUPERVISOR_LOG.open("ab") as log:
+        subprocess.Popen([sys.executable, "-m", SUPERVISE_MODULE, "--name", "sge_qmaster",
+                          "--log", str(QMASTER_SUPERVISOR_LOG), "--stop-grace", "30", "--",
+                          str(install.bin_dir / "sge_qmaster")],
+                         env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                         start_new_session=True, cwd="/")
+
+
 def start_qmaster(install: SgeInstall, timeout_s: float = 60.0, attempts: int = 3) -> int:
-    """Start sge_qmaster (it daemonises itself into its own session and writes its pid file) and
-    wait until it answers. Already running → return its pid. sge_qmaster's launcher exits 0 even when
-    the daemon then gives up (e.g. right after a previous qmaster released its port), so a launch
-    that shows no live qmaster is retried, with backoff, a bounded number of times."""
+    """Make sure sge_qmaster runs under its supervisor and answers; returns its pid. A qmaster started
+    earlier without one (by hand, or an older bench-cluster) is left as it is. A supervisor that gave
+    up (qmaster failing again and again) has exited: it is started again, a bounded number of times."""
     per_attempt_s = timeout_s / attempts
     for attempt in range(1, attempts + 1):
-        if qmaster_pid(install) is None:
-            proc = subprocess.run([str(install.bin_dir / "sge_qmaster")], env=install.env(), capture_output=True,
-                                  text=True, timeout=per_attempt_s, check=False)
-            if proc.returncode != 0:
-                raise SgeSetupError(f"sge_qmaster did not start: {(proc.stderr or proc.stdout).strip()}")
+        if qmaster_pid(install) is None and qmaster_supervisor_pid() is None:
+            _launch_supervised_qmaster(install)
         deadline = time.monotonic() + per_attempt_s
         delay = 0.2
         while time.monotonic() < deadline:
@@ -199,11 +228,15 @@ def start_qmaster(install: SgeInstall, timeout_s: float = 60.0, attempts: int = 
             delay = min(delay * 2, 2.0)
         time.sleep(attempt)
     raise SgeSetupError(f"sge_qmaster did not answer within {timeout_s:.0f} s ({attempts} launches); "
-                        "see /var/spool/gridengine/qmaster/messages")
+                        f"see /var/spool/gridengine/qmaster/messages and {QMASTER_SUPERVISOR_LOG}")
 
 
 def stop_qmaster(install: SgeInstall, timeout_s: float = 30.0) -> None:
-    """Stop qmaster: SIGTERM (a clean shutdown), then SIGKILL after the timeout. Idempotent."""
+    """Stop qmaster: its supervisor first (which stops qmaster cleanly and does not bring it back),
+    then a qmaster running without one: SIGTERM, SIGKILL after the timeout. Idempotent."""
+    supervisor = qmaster_supervisor_pid()
+    if supervisor is not None:
+        stop_process(supervisor, timeout_s + 15.0)
     pid = qmaster_pid(install)
     if pid is None:
         return

@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from manager.providers.local_processes import alive
 
@@ -72,6 +73,26 @@ class ClusterPaths:
 
     def host_marker(self, name: str) -> str:
         return f"{self.root}:{name}"
+
+    @property
+    def daemons(self) -> Path:
+        return self.root / "daemons.json"
+
+    def read_daemons(self) -> dict[str, dict[str, Any]]:
+        """The manager node's supervised daemons as `up` started them: name → {argv, log}; what a
+        repairing `up` starts again."""
+        try:
+            raw = json.loads(self.daemons.read_text())
+        except (OSError, ValueError):
+            return {}
+        return raw if isinstance(raw, dict) else {}
+
+    def record_daemon(self, name: str, argv: list[str], log: Path) -> None:
+        current = self.read_daemons()
+        current[name] = {"argv": argv, "log": str(log)}
+        tmp = self.daemons.with_suffix(".tmp")
+        tmp.write_text(json.dumps(current, indent=2) + "\n")
+        tmp.replace(self.daemons)
 
 
 def host_processes(paths: ClusterPaths) -> list[int]:

@@ -7,7 +7,6 @@ daemons detached, and waits until every member is READY in the registry and repo
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -18,13 +17,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from benchcluster import sge_setup
+from benchcluster import daemons, sge_setup
 from benchcluster.options import UpOptions, UsageError
 from benchcluster.registry import RegistryMember, RegistryUnavailable, list_members
-from benchcluster.state import HOST_PROCESS_MARKER, ClusterPaths, host_processes
+from benchcluster.state import ClusterPaths, host_processes
 from common.auth import write_new_token
 from manager.providers import netns
-from manager.providers.local_config import CONFIG_NAME, PROCESS_MARKER, LocalClusterConfig
+from manager.providers.local_config import CONFIG_NAME, LocalClusterConfig
 from manager.sge.parse import parse_qhost
 
 MANAGER_START_TIMEOUT_S = 30.0
@@ -63,16 +62,6 @@ def check_no_leftovers(paths: ClusterPaths) -> None:
     if leftovers:
         raise UsageError(f"a local cluster is already up in {paths.root} or was left behind there ("
                          + ", ".join(leftovers) + "); run `bench-cluster down` first")
-
-
-def _start_detached(argv: list[str], log_path: Path, marker: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env[HOST_PROCESS_MARKER] = marker
-    env.pop(PROCESS_MARKER, None)
-    with log_path.open("ab") as log:
-        # Own session: the daemons outlive `up` and are not hit by a Ctrl-C meant for it.
-        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd="/")
 
 
 def manager_argv(paths: ClusterPaths, config: LocalClusterConfig, options: UpOptions) -> list[str]:
@@ -137,6 +126,11 @@ def _log_tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
+def cluster_exists(paths: ClusterPaths) -> bool:
+    """A cluster this bench-cluster started (and can repair) has its config and its daemons recorded."""
+    return (paths.root / CONFIG_NAME).exists() and paths.daemons.exists()
+
+
 def up(paths: ClusterPaths, options: UpOptions, console: Console) -> None:
     install = sge_setup.SgeInstall()
     check_no_leftovers(paths)
@@ -168,28 +162,82 @@ def up(paths: ClusterPaths, options: UpOptions, console: Console) -> None:
     write_new_token(paths.agent_token)
     user_token = write_new_token(paths.user_token)
 
-    manager = _start_detached(manager_argv(paths, config, options), paths.manager_log,
-                              paths.host_marker("manager"))
-    paths.record_process("manager", manager.pid)
+    log_start = _log_size(paths.manager_log)
+    daemons.start(paths, "manager", manager_argv(paths, config, options), paths.manager_log)
     address = f"127.0.0.1:{options.port}"
-    _wait_for_manager(manager, address, user_token, paths)
-    host_agent = _start_detached(host_agent_argv(paths, config, options), paths.host_agent_log,
-                                 paths.host_marker("host-agent"))
-    paths.record_process("host-agent", host_agent.pid)
+    _wait_for_manager(address, user_token, paths, log_start)
+    daemons.start(paths, "host-agent", host_agent_argv(paths, config, options), paths.host_agent_log)
     write_client_config(paths, options.port)
-    console.print(f"[green]✓[/] bench-manager pid {manager.pid} on {address} and {config.manager_address}; "
-                  f"client config {paths.client_config}")
+    console.print(f"[green]✓[/] bench-manager on {address} and {config.manager_address} (supervised: restarted "
+                  f"after a crash); client config {paths.client_config}")
 
     wanted = options.members if options.mode == "static" else options.min_members
-    _wait_for_members(manager, address, user_token, install, wanted, options.timeout_s, paths, console)
+    _wait_for_members(address, user_token, install, wanted, options.timeout_s, paths, console, log_start)
 
 
-def _wait_for_manager(manager: subprocess.Popen[bytes], address: str, token: str, paths: ClusterPaths) -> None:
+def repair(paths: ClusterPaths, console: Console) -> None:
+    """`up` over a cluster that exists: start whatever of the manager node is down (qmaster, manager,
+    its agent), keep the members and their jobs, and say what was done."""
+    install = sge_setup.SgeInstall()
+    if not paths.read_daemons():
+        raise UsageError(f"the cluster in {paths.root} was started by an older bench-cluster that did not record "
+                         "its daemons; `bench-cluster down` and `up` again")
+    config = LocalClusterConfig.load(paths.root)
+    console.print(f"a local cluster is already up in {paths.root}: checking it (the options given are not "
+                  "applied to it; `workspace-ctl cluster scale` changes its size)")
+    netns.ensure_bridge(config)
+    if netns.write_hosts_block(config.hosts_lines()):
+        console.print("[yellow]•[/] restored the member names in /etc/hosts")
+    had_qmaster = sge_setup.qmaster_pid(install) is not None
+    sge_setup.start_qmaster(install)
+    if not had_qmaster:
+        console.print("[yellow]•[/] started sge_qmaster (it was down)")
+    log_start = _log_size(paths.manager_log)
+    outcome = daemons.ensure_running(paths, ["manager", "host-agent"])
+    for note in outcome.notes:
+        console.print(f"[yellow]•[/] {note}")
+    address = f"127.0.0.1:{config.grpc_port}"
+    user_token = _client_credential(paths)
+    _wait_for_manager(address, user_token, paths, log_start)
+    members = [m for m in list_members(address, user_token) if m.role == "member"]
+    summary = ", ".join(f"{m.hostname or m.member_id} {m.state}" for m in members) or "no members"
+    if outcome.changed or not had_qmaster:
+        console.print(f"[green]✓[/] repaired: started {', '.join(outcome.started) or 'nothing else'}; "
+                      f"members kept: {summary}")
+    else:
+        console.print(f"[green]✓[/] the cluster is up; nothing changed. Members: {summary}")
+
+
+def _client_credential(paths: ClusterPaths) -> str:
+    return paths.user_token.read_text().strip()
+
+
+def _log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _crash_line(log_path: Path, name: str, since: int) -> str | None:
+    """The supervisor's line for a crash of `name` logged after offset `since`, if any."""
+    try:
+        with log_path.open("rb") as log:
+            log.seek(since)
+            text = log.read().decode(errors="replace")
+    except OSError:
+        return None
+    marker = f"supervise: {name} exited with status"
+    return next((line for line in text.splitlines() if marker in line), None)
+
+
+def _wait_for_manager(address: str, token: str, paths: ClusterPaths, log_start: int) -> None:
     deadline = time.monotonic() + MANAGER_START_TIMEOUT_S
     last_error = ""
     while time.monotonic() < deadline:
-        if manager.poll() is not None:
-            raise UpFailed(f"bench-manager exited with status {manager.returncode}; its log "
+        crash = _crash_line(paths.manager_log, "manager", log_start)
+        if crash is not None:
+            raise UpFailed(f"bench-manager crashed while starting ({crash.split(': ', 1)[-1]}); its log "
                            f"({paths.manager_log}) ends with:\n{_log_tail(paths.manager_log)}")
         try:
             list_members(address, token)
@@ -201,9 +249,8 @@ def _wait_for_manager(manager: subprocess.Popen[bytes], address: str, token: str
                    f"({last_error}); log {paths.manager_log}:\n{_log_tail(paths.manager_log)}")
 
 
-def _wait_for_members(manager: subprocess.Popen[bytes], address: str, token: str,
-                      install: sge_setup.SgeInstall, wanted: int, timeout_s: float, paths: ClusterPaths,
-                      console: Console) -> None:
+def _wait_for_members(address: str, token: str, install: sge_setup.SgeInstall, wanted: int, timeout_s: float,
+                      paths: ClusterPaths, console: Console, log_start: int) -> None:
     deadline = time.monotonic() + timeout_s
     state = observe(address, token, install)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
@@ -211,9 +258,10 @@ def _wait_for_members(manager: subprocess.Popen[bytes], address: str, token: str
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("members READY and in qhost", total=wanted)
         while not state.done(wanted):
-            if manager.poll() is not None:
-                raise UpFailed(f"bench-manager exited with status {manager.returncode} while members were "
-                               f"joining; log {paths.manager_log}:\n{_log_tail(paths.manager_log)}")
+            crash = _crash_line(paths.manager_log, "manager", log_start)
+            if crash is not None:
+                raise UpFailed(f"bench-manager crashed while members were joining ({crash.split(': ', 1)[-1]}); "
+                               f"log {paths.manager_log}:\n{_log_tail(paths.manager_log)}")
             if time.monotonic() > deadline:
                 raise UpFailed(_missing_report(state, wanted, timeout_s, paths))
             time.sleep(POLL_S)

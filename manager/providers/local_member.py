@@ -14,60 +14,23 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-HEALTHY_AFTER_S = 30.0  # a child that ran this long resets its backoff
-BACKOFF_BASE_S = 0.5
-BACKOFF_CAP_S = 10.0
-MAX_QUICK_FAILURES = 500  # about an hour and a half at the cap: then the member gives up on it
+from manager.providers import supervision
+from manager.providers.supervision import Supervised
+
 STOP_GRACE_S = 10.0
 POLL_S = 0.2
 
 
 def log(message: str) -> None:
-    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} local-member: {message}", flush=True)
-
-
-@dataclass
-class Supervised:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    pid: int | None = None
-    started_at: float = 0.0
-    quick_failures: int = 0
-    restart_at: float = 0.0
-    gave_up: bool = False
-
-    def start(self, now: float) -> None:
-        with self.log_path.open("ab") as out:
-            proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT)
-        self.pid = proc.pid
-        self.started_at = now
-        log(f"started {self.name} pid {self.pid}")
-
-    def exited(self, status: int, now: float) -> None:
-        ran_for = now - self.started_at
-        self.pid = None
-        self.quick_failures = 0 if ran_for >= HEALTHY_AFTER_S else self.quick_failures + 1
-        if self.quick_failures >= MAX_QUICK_FAILURES:
-            self.gave_up = True
-            log(f"{self.name} failed {self.quick_failures} times in a row; not restarting it")
-            return
-        delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(self.quick_failures, 10))
-        delay *= random.uniform(0.8, 1.2)  # jitter so members don't retry in lockstep
-        self.restart_at = now + delay
-        log(f"{self.name} exited with status {status} after {ran_for:.1f} s; restarting in {delay:.1f} s")
+    supervision.log(message, "local-member")
 
 
 def mount(args: list[str]) -> None:
@@ -134,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     env.update({"SGE_ROOT": spec["sge_root"], "SGE_CELL": spec["sge_cell"], "HOSTNAME": spec["hostname"]})
     execd_env = dict(env, SGE_ND="1")  # keep execd in the foreground so we supervise it
     children = [
-        Supervised("sge_execd", [spec["execd"]], execd_env, log_dir / "execd.log"),
-        Supervised("bench-agent", list(spec["agent_command"]), env, log_dir / "agent.log"),
+        Supervised("sge_execd", [spec["execd"]], execd_env, log_dir / "execd.log", who="local-member"),
+        Supervised("bench-agent", list(spec["agent_command"]), env, log_dir / "agent.log", who="local-member"),
     ]
     stopping = False
 
@@ -150,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         now = time.monotonic()
         reap(children, now)
         for child in children:
-            if child.pid is None and not child.gave_up and now >= child.restart_at:
+            if child.due and now >= child.restart_at:
                 child.start(now)
         time.sleep(POLL_S)
     log("stopping")

@@ -12,6 +12,7 @@ from typing import Any
 
 import psutil
 
+from benchcluster import daemons
 from benchcluster.state import ClusterPaths
 from tests.conftest import require_sge
 from tests.e2e.cluster_helpers import BIN, bench_cluster, environ_for_ctl, sge
@@ -91,18 +92,26 @@ def manager_process(state_root: Path) -> psutil.Process:
     raise AssertionError(f"no bench-manager process serving {state_root}")
 
 
-def kill9_and_restart_manager(state_root: Path, env_changes: dict[str, str | None] | None = None
-                               ) -> subprocess.Popen[bytes]:
-    """kill -9 the manager, then start it again as it was started (same argv, cwd, env — with
-    `env_changes` applied: a value sets a variable, None removes it)."""
+def kill9_and_restart_manager(state_root: Path, env_changes: dict[str, str | None] | None = None) -> None:
+    """kill -9 the manager; its supervisor starts it again, as systemd does on a real node. With
+    `env_changes` (a value sets a variable, None removes it) the supervisor is killed first and a new one
+    starts the same command line with the changed environment."""
     proc = manager_process(state_root)
-    argv, cwd, env = proc.cmdline(), proc.cwd(), proc.environ()
-    for key, value in (env_changes or {}).items():
+    if not env_changes:
+        proc.kill()
+        proc.wait(10)
+        return
+    paths = ClusterPaths(state_root)
+    argv, env = proc.cmdline(), proc.environ()
+    for key, value in env_changes.items():
         if value is None:
             env.pop(key, None)
         else:
             env[key] = value
+    supervisor = daemons.supervisor_of(paths, "manager")
+    assert supervisor is not None, "the manager runs without its supervisor"
+    psutil.Process(supervisor).kill()
+    psutil.Process(supervisor).wait(10)
     proc.kill()
     proc.wait(10)
-    with (state_root / "manager-restarted.log").open("ab") as log:
-        return subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    daemons.start(paths, "manager", argv, paths.manager_log, env=env)
