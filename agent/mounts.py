@@ -21,12 +21,13 @@ from pathlib import Path
 import structlog
 from tenacity import AsyncRetrying, RetryError, stop_after_attempt, wait_exponential_jitter
 
+from agent.fastmount.beneath import open_no_symlinks
 from agent.fastmount.stats import Counters
 from agent.mountstates import MountEvent, MountState, next_state
 from agent.mountstore import load_specs, save_specs
 from agent.mountsys import FUSE_FSTYPE, bind_mount, lazy_unmount, probe, read_mount_table
 from agent.mountworker import WorkerProcess, WorkerStartError, kill_orphan_worker
-from common.mountpaths import READ_ONLY, READ_WRITE, MountValidationError, validate_mount_spec
+from common.mountpaths import READ_ONLY, READ_WRITE, MountValidationError, real_location, validate_mount_spec
 
 log = structlog.get_logger("agent.mounts")
 
@@ -116,6 +117,10 @@ def _prepare_mount_point(spec: MountSpecData) -> bool:
     return True
 
 
+def _open_no_symlinks(path: str) -> int:
+    return open_no_symlinks(os.fsencode(path), os.O_PATH | os.O_DIRECTORY)
+
+
 class MountManager:
     def __init__(self, state_dir: Path, data_root: Path = Path("/data"), python: str = sys.executable,
                  engine: str = "auto") -> None:
@@ -159,7 +164,8 @@ class MountManager:
                 return current.report()
             others = [(m.spec.mount_path, m.spec.source) for m in self._mounts.values()]
             try:
-                request = validate_mount_spec(spec.mount_path, spec.source, spec.mode, others, self._data_root)
+                request = validate_mount_spec(spec.mount_path, spec.source, spec.mode, others, self._data_root,
+                                              require_resolved=True)
             except MountValidationError as exc:
                 raise MountError(exc.code, exc.message) from None
             spec = MountSpecData(request.mount_path, request.source, request.mode)
@@ -217,16 +223,44 @@ class MountManager:
 
     # mounting and unmounting
 
+    def _revalidate(self, spec: MountSpecData) -> None:
+        """Before every (re)mount: the source must still be the resolved directory the manager checked.
+        A symlink put on its path since (a late join, a restore, a remount) fails the mount with the reason."""
+        try:
+            validate_mount_spec(spec.mount_path, spec.source, spec.mode, (), self._data_root, require_resolved=True)
+        except MountValidationError as exc:
+            raise MountError(exc.code, exc.message) from None
+
+    async def _bind(self, spec: MountSpecData) -> None:
+        """A read-write bind mount of exactly the directory validated: the source is pinned (opened without
+        following any symlink) first, and what got mounted is compared with it, so a symlink swapped in
+        between the check and `mount --bind` is caught and undone."""
+        try:
+            pinned = await asyncio.to_thread(_open_no_symlinks, real_location(spec.source, self._data_root))
+        except OSError as exc:
+            raise MountError("FAILED_PRECONDITION", f"source {spec.source} cannot be opened without following a "
+                                                    f"symlink: {exc.strerror}") from None
+        try:
+            reason = await bind_mount(real_location(spec.source, self._data_root), spec.mount_path)
+            if reason is not None:
+                raise MountError("INTERNAL", f"bind mount of {spec.source} failed: {reason}")
+            want, got = os.fstat(pinned), await asyncio.to_thread(os.stat, spec.mount_path)
+            if (want.st_dev, want.st_ino) != (got.st_dev, got.st_ino):
+                await lazy_unmount(spec.mount_path)
+                raise MountError("FAILED_PRECONDITION", f"source {spec.source} changed while it was being mounted "
+                                                        "(a symlink swapped in?); not mounted")
+        finally:
+            os.close(pinned)
+
     async def _bring_up(self, mount: _Mount) -> None:
         """Mount it and wait until it answers; raise MountError (leaving it unmounted) if that fails."""
         spec = mount.spec
         mount.apply(MountEvent.START)
         try:
+            self._revalidate(spec)
             mount.created_dir = await asyncio.to_thread(_prepare_mount_point, spec) or mount.created_dir
             if spec.mode == READ_WRITE:
-                reason = await bind_mount(spec.source, spec.mount_path)
-                if reason is not None:
-                    raise MountError("INTERNAL", f"bind mount of {spec.source} failed: {reason}")
+                await self._bind(spec)
             else:
                 await self._start_worker(mount)
         except MountError as exc:
@@ -240,7 +274,9 @@ class MountManager:
     async def _start_worker(self, mount: _Mount) -> None:
         mount.retire_worker_counts()
         slug = hashlib.sha256(mount.spec.mount_path.encode()).hexdigest()[:16]
-        mount.worker = WorkerProcess(self._python, mount.spec.source, mount.spec.mount_path,
+        # The worker opens this path without following any symlink: one swapped in after _revalidate fails it.
+        mount.worker = WorkerProcess(self._python, real_location(mount.spec.source, self._data_root),
+                                     mount.spec.mount_path,
                                      self._state_dir / "workers" / f"{slug}.stats.json",
                                      self._state_dir / "workers" / f"{slug}.log", engine=self._engine)
         try:
@@ -343,6 +379,12 @@ class MountManager:
         await lazy_unmount(mount.spec.mount_path)
         mount.apply(MountEvent.RETRY, f"remounting after: {lost_reason}")
         try:
+            self._revalidate(mount.spec)
+        except MountError as exc:
+            if exc.code != "NOT_FOUND":  # a source gone for now is retried below; one leading elsewhere is not
+                await self._give_up(mount, exc.message, MountEvent.MOUNT_FAILED)
+                return
+        try:
             async for attempt in AsyncRetrying(stop=stop_after_attempt(RESTART_ATTEMPTS),
                                                wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.3),
                                                reraise=False):
@@ -350,9 +392,7 @@ class MountManager:
                     if mount.spec.mode == READ_ONLY:
                         await self._start_worker(mount)
                     else:
-                        reason = await bind_mount(mount.spec.source, mount.spec.mount_path)
-                        if reason is not None:
-                            raise MountError("INTERNAL", reason)
+                        await self._bind(mount.spec)
         except RetryError as exc:
             last = exc.last_attempt.exception()
             message = last.message if isinstance(last, MountError) else str(last)

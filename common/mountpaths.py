@@ -60,15 +60,36 @@ def _overlaps(a: PurePosixPath, b: PurePosixPath) -> bool:
     return a == b or a.is_relative_to(b) or b.is_relative_to(a)
 
 
+def under_root(real: str, data_root: Path | PurePosixPath = Path("/data")) -> str:
+    """`real` (a path with every symlink resolved) spelt below the data root as configured: the same
+    place, but `/data/...` even where /data itself is a symlink or a mount of somewhere else."""
+    root = PurePosixPath(os.path.normpath(str(data_root)))
+    real_root = PurePosixPath(os.path.realpath(root))
+    path = PurePosixPath(os.path.normpath(real))
+    return str(root / path.relative_to(real_root)) if path.is_relative_to(real_root) else str(path)
+
+
+def real_location(source: str, data_root: Path | PurePosixPath = Path("/data")) -> str:
+    """A resolved source (see validate_mount_spec) as a path with no symlink at all, data root included,
+    for opening without following any (openat2 RESOLVE_NO_SYMLINKS)."""
+    root = PurePosixPath(os.path.normpath(str(data_root)))
+    return str(PurePosixPath(os.path.realpath(root)) / PurePosixPath(source).relative_to(root))
+
+
 def validate_mount_spec(
     mount_path: str,
     source: str,
     mode: str,
     existing: Sequence[tuple[str, str]] = (),
     data_root: Path = Path("/data"),
+    require_resolved: bool = False,
 ) -> MountRequest:
     """Return the normalised request, or raise MountValidationError saying what is wrong and what is allowed.
 
+    The returned source is resolved: no symlink is left below the data root, so what is stored and
+    shipped to the nodes names one directory for good, whatever happens to links on the way later.
+    `require_resolved` (the agents, which get resolved sources only) refuses a source that resolves
+    anywhere else now: a symlink created or retargeted on its path after the mount was made.
     `existing` holds (mount_path, source) of the mounts already in place; a new mount may neither repeat
     one of their paths nor sit inside one of them nor contain one.
     """
@@ -120,6 +141,13 @@ def validate_mount_spec(
         ) from None
     if not stat.S_ISDIR(src_stat.st_mode):
         raise _invalid(f"source {source!r} is not a directory; mount a directory")
+    resolved = PurePosixPath(under_root(str(real_src), root))
+    if require_resolved and resolved != src:
+        raise MountValidationError(
+            "FAILED_PRECONDITION",
+            f"source {source} now resolves to {resolved}: a symlink on its path was created or changed after "
+            "the mount was made, so this node does not mount it; delete the mount and create it again",
+        )
 
     for other_path, _other_source in existing:
         other = PurePosixPath(os.path.normpath(other_path))
@@ -139,4 +167,4 @@ def validate_mount_spec(
                 "mounts may not nest"
             )
 
-    return MountRequest(mount_path=str(target), source=str(src), mode=mode)
+    return MountRequest(mount_path=str(target), source=str(resolved), mode=mode)

@@ -1,6 +1,7 @@
 """Fast-mount fan-out: the manager stores the mount set and every node's agent converges on it.
 
-create: validate (same rules as the agents) → persist the intent → send CreateMount to every
+create: validate (same rules as the agents) → resolve the source and check it as the requesting user
+(`mountaccess.py`) → persist the intent with the resolved source → send CreateMount to every
 connected node (members and the manager node) in parallel → if any node fails, roll back on all and
 forget the mount, so it is never left silently half-mounted. Nodes not connected right now get the
 mount when they (re)connect, from the SyncMounts sent at the start of every agent session.
@@ -15,11 +16,12 @@ from dataclasses import dataclass
 import grpc
 
 from common.logging import get_logger
-from common.mountpaths import MountValidationError, validate_mount_spec
+from common.mountpaths import MountValidationError, under_root, validate_mount_spec
 from manager.config import ManagerConfig
 from manager.convert import mount_spec_to_pb
 from manager.errors import RequestError, code_from_name, not_found
 from manager.lifecycle import MemberState
+from manager.mountaccess import SourceAccessError, resolve_as
 from manager.registry import MemberRegistry
 from manager.sessions import AgentUnavailable, SessionTable
 from manager.store import Store
@@ -96,9 +98,14 @@ class MountService:
     async def create(self, mount_path: str, source: str, mode: str, user: str) -> MountOutcome:
         async with self._lock:
             existing = [(m["mount_path"], m["source"]) for m in self._store.mounts()]
+            root = self._config.data_root
             try:
-                req = validate_mount_spec(mount_path, source, mode, existing, self._config.data_root)
-            except MountValidationError as exc:
+                validate_mount_spec(mount_path, source, mode, existing, root)
+                # Resolved once, as the requester (who must be able to read it), and stored resolved:
+                # a symlink retargeted later changes nothing any node mounts.
+                resolved = under_root(await resolve_as(user, source), root)
+                req = validate_mount_spec(mount_path, resolved, mode, existing, root)
+            except (MountValidationError, SourceAccessError) as exc:
                 raise RequestError(code_from_name(exc.code), exc.message) from None
             self._store.add_mount(req.mount_path, req.source, req.mode, self._clock(), user)
             targets = self._targets()

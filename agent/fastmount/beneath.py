@@ -43,11 +43,43 @@ def parent_of(path: bytes) -> bytes:
     return os.path.dirname(path) or ROOT
 
 
+AT_FDCWD = -100
+
+
+def _openat2(dir_fd: int, path: bytes, flags: int, resolve: int) -> int:
+    """openat2, or -errno (ENOSYS/EPERM: not available here)."""
+    how = OpenHow(flags, 0, resolve)
+    fd = _syscall(SYS_OPENAT2, dir_fd, path, ctypes.byref(how), ctypes.sizeof(how))
+    return int(fd) if fd >= 0 else -ctypes.get_errno()
+
+
+def open_no_symlinks(path: bytes, flags: int) -> int:
+    """Open an absolute path refusing any symlink anywhere on it (ELOOP): a source is opened exactly where
+    the agent validated it, not wherever a link swapped in since points."""
+    flags |= os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = _openat2(AT_FDCWD, path, flags, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+    if fd >= 0:
+        return fd
+    if -fd not in (errno.ENOSYS, errno.EPERM):
+        raise OSError(-fd, os.strerror(-fd), os.fsdecode(path))
+    # No openat2: open, then check the path still resolves to itself and to what was opened.
+    fd = os.open(path, flags)
+    try:
+        real = os.path.realpath(path)
+        st, here = os.fstat(fd), os.stat(real)
+        if real != os.path.normpath(path) or (st.st_dev, st.st_ino) != (here.st_dev, here.st_ino):
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), os.fsdecode(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class SourceRoot:
     """An open descriptor of the source; paths are relative to it (`.` is the source itself)."""
 
     def __init__(self, source: bytes) -> None:
-        self.fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.fd = open_no_symlinks(source, os.O_RDONLY | os.O_DIRECTORY)
         self._openat2_missing = False
         self._warned = threading.Lock()
 

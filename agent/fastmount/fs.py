@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import stat
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -35,6 +36,16 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _stale() -> pyfuse3.FUSEError:
+    # The path of a node names another object now (renamed over, swapped): not what the kernel checked
+    # permissions on. ESTALE makes the kernel look the name up afresh, and check again, before it retries.
+    return pyfuse3.FUSEError(errno.ESTALE)
+
+
+def _key(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_dev, st.st_ino)
 
 
 def _os_errors(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
@@ -67,7 +78,7 @@ class FastMountFS(pyfuse3.Operations):
         fetch_threads: int = 16,
     ) -> None:
         super().__init__()
-        self._root = SourceRoot(os.fsencode(os.path.realpath(source)))
+        self._root = SourceRoot(os.fsencode(source))  # opened without following any symlink
         self._cache = cache or CacheConfig()
         self._prefetch = prefetch or PrefetchConfig()
         self._budget = MemoryBudget(memory_budget)
@@ -117,11 +128,24 @@ class FastMountFS(pyfuse3.Operations):
         if (path, now) in self._missing:
             return self._negative_entry()
         try:
-            st = self._root.lstat(path)
+            st = self._root.lstat(path) if name in (b".", b"..") else self._stat_in(parent_inode, parent, name)
         except FileNotFoundError:
             self._missing.add(path, now)
             return self._negative_entry()
         return to_entry(st, self._inodes.remember(path, st), self._cache)
+
+    def _stat_in(self, parent_inode: int, parent: bytes, name: bytes) -> os.stat_result:
+        """`name` looked up in the very directory the kernel knows as `parent_inode` (whose permissions it
+        checked): the parent's path is opened and its identity compared before the name is looked up."""
+        if parent == ROOT:
+            return os.stat(name, dir_fd=self._root.fd, follow_symlinks=False)
+        fd = self._root.open(parent, os.O_PATH | os.O_DIRECTORY)
+        try:
+            if _key(os.fstat(fd)) != self._inodes.key(parent_inode):
+                raise _stale()
+            return os.stat(name, dir_fd=fd, follow_symlinks=False)
+        finally:
+            os.close(fd)
 
     def _negative_entry(self) -> pyfuse3.EntryAttributes:
         # st_ino 0 lets the kernel cache the miss for entry_timeout, so it does not even ask again.
@@ -136,7 +160,10 @@ class FastMountFS(pyfuse3.Operations):
 
     @_os_errors
     async def getattr(self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return to_entry(self._root.lstat(self._inodes.path(inode)), inode, self._cache)
+        st = self._root.lstat(self._inodes.path(inode))
+        if _key(st) != self._inodes.key(inode):
+            raise _stale()
+        return to_entry(st, inode, self._cache)
 
     @_os_errors
     async def readlink(self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext) -> pyfuse3.FileNameT:
@@ -157,11 +184,14 @@ class FastMountFS(pyfuse3.Operations):
     async def opendir(self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext) -> pyfuse3.FileHandleT:
         path = self._inodes.path(inode)
         now = time.monotonic()
-        # One descriptor for both the cache check and the listing: the mtime is that of the listed directory.
-        fd = self._root.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        # One descriptor for the identity check, the cache check and the listing.
+        fd = self._root.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK)
         try:
-            mtime_ns = os.fstat(fd).st_mtime_ns
-            listing = self._listings.get(path, now, mtime_ns)
+            st = os.fstat(fd)
+            if _key(st) != self._inodes.key(inode):
+                raise _stale()
+            mtime_ns = st.st_mtime_ns
+            listing = self._listings.get(path, now, mtime_ns, _key(st))
             if listing is None:
                 # A big directory takes a while to scan: keep the loop serving other requests meanwhile.
                 listing = await trio.to_thread.run_sync(read_listing, fd, mtime_ns, now, self._cache)
@@ -176,8 +206,12 @@ class FastMountFS(pyfuse3.Operations):
         inode, listing = self._open_dirs[fh]
         path = self._inodes.path(inode)
         entries = listing.entries
+        # A listing is reused for a while, but its attributes are handed over only for what is left of
+        # attr_timeout since they were read (0: the kernel asks getattr before it relies on them).
+        attr_timeout = max(0.0, self._cache.attr_timeout - (time.monotonic() - listing.read_at))
         for index in range(start_id, len(entries)):
             name, st, entry = entries[index]
+            entry.attr_timeout = attr_timeout
             # readdirplus hands the kernel an inode for each entry, which counts as a lookup, but only if
             # the entry fits in this reply: undo the count for the one that did not fit.
             entry.st_ino = pyfuse3.InodeT(self._inodes.remember(child(path, name), st))
@@ -196,12 +230,8 @@ class FastMountFS(pyfuse3.Operations):
     ) -> pyfuse3.FileInfo:
         if flags & WRITE_FLAGS:
             raise _read_only()
-        fd = self._root.open(self._inodes.path(inode), os.O_RDONLY)
-        try:
-            size = os.fstat(fd).st_size
-        except OSError:
-            os.close(fd)
-            raise
+        # In a thread: a slow source's open must not stop the loop that serves every other request.
+        fd, size = await trio.to_thread.run_sync(self._open_checked, self._inodes.path(inode), self._inodes.key(inode))
         fh = self._new_fh()
         reader = PrefetchingReader(fd, size, self._fetcher, self._budget, self._prefetch, self._speed)
         self._open_files[fh] = (fd, reader)
@@ -209,6 +239,22 @@ class FastMountFS(pyfuse3.Operations):
         # keep_cache: the source does not change under a read-only mount, so pages read once stay valid
         # and repeat reads never reach this process.
         return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh), keep_cache=True)
+
+    def _open_checked(self, path: bytes, key: tuple[int, int]) -> tuple[int, int]:
+        """Open the file the kernel checked permissions on, or fail: O_NONBLOCK so a FIFO swapped in cannot
+        block, the identity compared (ESTALE), anything but a regular file refused (EACCES)."""
+        fd = self._root.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            st = os.fstat(fd)
+            if _key(st) != key:
+                raise _stale()
+            if not stat.S_ISREG(st.st_mode):
+                raise pyfuse3.FUSEError(errno.EACCES)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st.st_size
 
     @_os_errors
     async def read(self, fh: pyfuse3.FileHandleT, off: int, size: int) -> bytes:

@@ -19,19 +19,23 @@ from agent.fastmount.beneath import ROOT
 @dataclass(frozen=True)
 class CacheConfig:
     entry_timeout: float = 60.0
-    attr_timeout: float = 60.0
+    # Attributes decide the kernel's permission checks (default_permissions), so none older than this is
+    # ever handed over: a chmod in the source counts within a second.
+    attr_timeout: float = 1.0
     negative_timeout: float = 10.0
     negative_entries: int = 65536
     listing_timeout: float = 60.0
     listings_kept: int = 32  # directories whose listing stays cached (a 100k-entry one is ~40 MB)
 
 
-def to_entry(st: os.stat_result, inode: int, config: CacheConfig) -> pyfuse3.EntryAttributes:
+def to_entry(st: os.stat_result, inode: int, config: CacheConfig, age: float = 0.0) -> pyfuse3.EntryAttributes:
+    """The kernel's view of `st`, read `age` seconds ago: it keeps the attributes only for what is left of
+    attr_timeout."""
     entry = pyfuse3.EntryAttributes()
     entry.st_ino = pyfuse3.InodeT(inode)
     entry.generation = 0
     entry.entry_timeout = config.entry_timeout
-    entry.attr_timeout = config.attr_timeout
+    entry.attr_timeout = max(0.0, config.attr_timeout - age)
     # Write bits are dropped so permission checks and tools agree with the read-only mount.
     entry.st_mode = pyfuse3.ModeT(st.st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
     entry.st_nlink = st.st_nlink
@@ -69,6 +73,13 @@ class InodeTable:
             return self._paths[inode]
         except KeyError:
             raise pyfuse3.FUSEError(2) from None  # ENOENT: the kernel forgot it already
+
+    def key(self, inode: int) -> tuple[int, int]:
+        """The source object (st_dev, st_ino) the kernel knows as `inode`."""
+        try:
+            return self._keys[inode]
+        except KeyError:
+            raise pyfuse3.FUSEError(2) from None
 
     def remember(self, path: bytes, st: os.stat_result) -> int:
         """Record one kernel lookup of `path` and return its inode number."""
@@ -128,6 +139,8 @@ class Listing:
     entries: list[tuple[bytes, os.stat_result, pyfuse3.EntryAttributes]]
     dir_mtime_ns: int
     expires: float
+    read_at: float = 0.0  # when the entries were stat'ed (their attributes age from then)
+    dir_key: tuple[int, int] = (0, 0)  # the listed directory's (st_dev, st_ino)
 
 
 def read_listing(dir_fd: int, dir_mtime_ns: int, now: float, config: CacheConfig) -> Listing:
@@ -140,7 +153,8 @@ def read_listing(dir_fd: int, dir_mtime_ns: int, now: float, config: CacheConfig
             except FileNotFoundError:
                 continue  # removed from the source while we listed it
             entries.append((os.fsencode(item.name), st, to_entry(st, 0, config)))
-    return Listing(entries, dir_mtime_ns, now + config.listing_timeout)
+    dir_st = os.fstat(dir_fd)
+    return Listing(entries, dir_mtime_ns, now + config.listing_timeout, now, (dir_st.st_dev, dir_st.st_ino))
 
 
 class ListingCache:
@@ -150,9 +164,10 @@ class ListingCache:
         self._config = config
         self._listings: OrderedDict[bytes, Listing] = OrderedDict()
 
-    def get(self, path: bytes, now: float, dir_mtime_ns: int) -> Listing | None:
+    def get(self, path: bytes, now: float, dir_mtime_ns: int, dir_key: tuple[int, int]) -> Listing | None:
         listing = self._listings.get(path)
-        if listing is None or listing.expires <= now or listing.dir_mtime_ns != dir_mtime_ns:
+        if listing is None or listing.expires <= now or listing.dir_mtime_ns != dir_mtime_ns \
+                or listing.dir_key != dir_key:
             return None
         self._listings.move_to_end(path)
         return listing

@@ -77,6 +77,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not os.path.isdir(args.source):
         parser.error(f"--source {args.source!r} is not a directory")
+    args.source = os.path.abspath(args.source)
+    if os.path.realpath(args.source) != args.source:
+        # The engines open the source refusing any symlink on its path (a link swapped in after the agent
+        # validated it must not lead the mount elsewhere); say so up front.
+        parser.error(f"--source {args.source!r} goes through a symlink (it resolves to "
+                     f"{os.path.realpath(args.source)!r}); give the resolved path")
     if not os.path.isdir(args.mount_path):
         parser.error(f"--mount-path {args.mount_path!r} is not a directory")
     if args.memory_budget_mib <= 0 or args.fetch_threads <= 0 or args.max_window_mib <= 0:
@@ -151,7 +157,7 @@ async def _serve(fs: FastMountFS, args: argparse.Namespace) -> None:
 
 def mount_options(source: str) -> list[str]:
     # libfuse splits -o on commas: escape them (and the escape character) in the source path
-    fsname = os.path.realpath(source).replace("\\", "\\\\").replace(",", "\\,")
+    fsname = source.replace("\\", "\\\\").replace(",", "\\,")
     options = sorted(pyfuse3.default_options | {"ro", f"fsname={fsname}", f"subtype={FSTYPE_SUBTYPE}"})
     if os.geteuid() == 0:
         options.append("allow_other")  # SGE jobs run as the users, not as the agent's root
@@ -196,7 +202,7 @@ def serve_native(args: argparse.Namespace) -> None:
     log.info("mounting", source=args.source, mount_path=args.mount_path, engine="native")
     try:
         # Blocks until SIGTERM/SIGINT (libfuse's handlers end the loop) or an unmount; unmounts itself.
-        _native.serve(os.path.realpath(args.source), args.mount_path, ",".join(mount_options(args.source)),
+        _native.serve(args.source, args.mount_path, ",".join(mount_options(args.source)),
                       threads=args.threads, readahead_kib=args.kernel_readahead_kib or 0,  # None: the kernel's own
                       readdirplus_always=args.readdirplus != "auto",
                       adaptive_attrs=args.readdirplus == "adaptive", passthrough=not args.no_passthrough,

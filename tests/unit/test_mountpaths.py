@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from common.mountpaths import MountRequest, MountValidationError, validate_mount_spec
+from common.mountpaths import MountRequest, MountValidationError, real_location, validate_mount_spec
 
 
 @pytest.fixture
@@ -94,10 +94,32 @@ def test_source_symlink_into_mounts_is_rejected(data_root: Path) -> None:
     assert err.code == "INVALID_ARGUMENT"
 
 
-def test_source_symlink_staying_inside_data_is_accepted(data_root: Path) -> None:
+def test_source_symlink_staying_inside_data_is_accepted_and_resolved(data_root: Path) -> None:
     os.symlink(data_root / "project" / "a", data_root / "project" / "alias")
     req = check(data_root, f"{data_root}/mounts/x", f"{data_root}/project/alias")
-    assert req.source == f"{data_root}/project/alias"
+    assert req.source == f"{data_root}/project/a"  # stored and shipped resolved: a later retarget changes nothing
+
+
+def test_a_resolved_source_is_required_where_asked_for(data_root: Path) -> None:
+    """Agents get resolved sources only: one that resolves elsewhere now had a symlink put on its path."""
+    resolved = validate_mount_spec(f"{data_root}/mounts/x", f"{data_root}/project/a", "read-only", (), data_root,
+                                   require_resolved=True)
+    assert resolved.source == f"{data_root}/project/a"
+    (data_root / "project" / "a").rename(data_root / "project" / "a.old")
+    os.symlink(data_root / "project" / "b", data_root / "project" / "a")
+    with pytest.raises(MountValidationError) as info:
+        validate_mount_spec(f"{data_root}/mounts/x", f"{data_root}/project/a", "read-only", (), data_root,
+                            require_resolved=True)
+    assert info.value.code == "FAILED_PRECONDITION"
+    assert f"now resolves to {data_root}/project/b" in info.value.message
+
+
+def test_a_data_root_behind_a_symlink_keeps_its_configured_spelling(tmp_path: Path, data_root: Path) -> None:
+    os.symlink(data_root, tmp_path / "data-link")
+    req = validate_mount_spec(f"{tmp_path}/data-link/mounts/x", f"{tmp_path}/data-link/project/a", "read-only",
+                              (), tmp_path / "data-link", require_resolved=True)
+    assert req.source == f"{tmp_path}/data-link/project/a"
+    assert real_location(req.source, tmp_path / "data-link") == f"{data_root}/project/a"
 
 
 def test_mount_path_through_a_symlink_is_rejected(data_root: Path, tmp_path: Path) -> None:

@@ -69,6 +69,7 @@ static int fetch_attrs(struct dirstream *s, struct dir_entry *e)
 		return 0;
 	if (fstatat(dirfd(s->dp), e->name, &e->attrs, AT_SYMLINK_NOFOLLOW) != 0)
 		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &e->read_at);
 	e->has_attrs = 1;
 	return 0;
 }

@@ -8,8 +8,9 @@
  *
  * The stream keeps the position the kernel has been given (the cookie of the last entry sent), a queue of
  * entries read past it, and the directory stream behind the queue. A request at another position
- * (a seek) drops the queue. Entries read ahead carry the attributes they had when read: the mount treats
- * its source as read-only, and the kernel caches them for attr_timeout anyway.
+ * (a seek) drops the queue. Entries read ahead carry the attributes they had when read and when that was
+ * (`read_at`): the kernel is told to keep them only for what is left of attr_timeout, because they decide
+ * its permission checks.
  *
  * Not thread-safe: the caller serialises access (one lock per open directory). */
 #ifndef BENCH_FASTMOUNT_DIRSTREAM_H
@@ -20,6 +21,7 @@
 #include <stddef.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 #define DIRSTREAM_MAX_AHEAD 1024  /* entries queued at most (~430 KiB while a listing runs) */
 
@@ -30,6 +32,7 @@ struct dir_entry {
 	int is_dot;          /* "." or "..": listed without attributes (the kernel knows its own directories) */
 	int has_attrs;
 	struct stat attrs;
+	struct timespec read_at;  /* CLOCK_MONOTONIC, when attrs were read */
 	char name[NAME_MAX + 1];
 };
 

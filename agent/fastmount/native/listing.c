@@ -12,12 +12,19 @@
 #include <linux/fuse.h>  /* FUSE_NAME_OFFSET_DIRENTPLUS: the smallest entry of a READDIRPLUS reply */
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
+
+/* A prepared reply's attributes are handed out with PREPARED_MAX_AGE_S less validity than their age
+ * leaves (attrs_valid_for), so one sent up to that much later still ages out in time; older ones are
+ * rebuilt from the entries (then with what their own age leaves). */
+#define PREPARED_MAX_AGE_S 0.1
 
 /* A READDIRPLUS reply built before the kernel asks for it (see readdir_common). Each entry in it with
  * attributes was counted as a lookup when it was built: the kernel's when it is sent, undone when not. */
 struct prepared_reply {
 	char *buf;              /* NULL: none */
+	struct timespec built;  /* CLOCK_MONOTONIC; one kept longer than PREPARED_MAX_AGE_S is rebuilt */
 	size_t len;             /* bytes of entries in buf */
 	off_t offset;           /* the listing position it continues from */
 	int plus, attrs;        /* READDIRPLUS or READDIR; with attributes or names only */
@@ -37,7 +44,7 @@ void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fastmount *fm = fs_of(req);
 	tune_readahead(fm);
-	int fd = open_beneath(fm, node_of(fm, ino)->path, O_RDONLY | O_DIRECTORY);
+	int fd = open_node(fm, node_of(fm, ino), O_RDONLY | O_DIRECTORY);
 	if (fd < 0) {
 		reply_err(fm, req, -fd);
 		return;
@@ -65,7 +72,7 @@ void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
  * With attributes the kernel instantiates the entry's inode, which counts as a lookup: `*node` is the
  * node looked up (NULL for none). */
 static size_t add_entry(struct fastmount *fm, struct inode *dir, char *p, size_t left, const struct dir_entry *e,
-			int plus, struct inode **node, int *err)
+			int plus, double reserve_s, struct inode **node, int *err)
 {
 	*node = NULL;
 	if (!plus) {
@@ -83,7 +90,8 @@ static size_t add_entry(struct fastmount *fm, struct inode *dir, char *p, size_t
 			*err = errno;
 			return left + 1;
 		}
-		fill_entry(fm, &entry, *node, &e->attrs);
+		double valid = attrs_valid_for(fm, &e->read_at) - reserve_s;
+		fill_entry(fm, &entry, *node, &e->attrs, valid > 0 ? valid : 0);
 	}
 	size_t used = fuse_add_direntry_plus(NULL, p, left, e->name, &entry, e->next);
 	if (used > left && *node != NULL) {
@@ -125,13 +133,15 @@ static void prepare_reply(struct fastmount *fm, struct dirhandle *d, struct inod
 		return;
 	}
 	r->offset = dirstream_position(d->stream);
+	clock_gettime(CLOCK_MONOTONIC, &r->built);
 	r->plus = plus;
 	r->attrs = attrs;
 	int err = 0;
 	for (const struct dir_entry *e; (e = dirstream_queued(d->stream, r->count)) != NULL; r->count++) {
 		if (attrs && !e->has_attrs && !e->is_dot)
 			break;
-		size_t used = add_entry(fm, dir, r->buf + r->len, size - r->len, e, plus, &r->nodes[r->count], &err);
+		size_t used = add_entry(fm, dir, r->buf + r->len, size - r->len, e, plus, PREPARED_MAX_AGE_S,
+					&r->nodes[r->count], &err);
 		if (used > size - r->len)
 			break;
 		r->len += used;
@@ -147,7 +157,8 @@ static int send_prepared(struct fastmount *fm, fuse_req_t req, struct dirhandle 
 	struct prepared_reply *r = &d->next;
 	if (r->buf == NULL)
 		return 0;
-	if (offset != r->offset || size < r->len || plus != r->plus || attrs != r->attrs) {
+	if (offset != r->offset || size < r->len || plus != r->plus || attrs != r->attrs ||
+	    attrs_valid_for(fm, &r->built) < fm->opts.attr_timeout - PREPARED_MAX_AGE_S) {
 		discard_prepared(fm, r);
 		return 0;
 	}
@@ -210,7 +221,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 				break;
 			}
 			struct inode *node;
-			size_t used = add_entry(fm, dir, buf + size - left, left, e, plus, &node, &err);
+			size_t used = add_entry(fm, dir, buf + size - left, left, e, plus, 0, &node, &err);
 			if (used > left)
 				break;
 			if (plus)

@@ -24,7 +24,7 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs)
 		.readdirplus_always = 0,
 		.dir_read_ahead = 1,
 		.entry_timeout = 60.0,
-		.attr_timeout = 60.0,
+		.attr_timeout = 1.0,  /* attributes decide the kernel's permission checks: never trust old ones */
 		.negative_timeout = 10.0,
 	};
 	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sss|IIIppppdddpIp", keywords, &opts.source, &opts.mount_path,

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WRITE_BITS (S_IWUSR | S_IWGRP | S_IWOTH)
@@ -72,6 +73,79 @@ static int stat_path(struct fastmount *fm, const char *path, struct stat *st)
 	int res = fstat(fd, st) == 0 ? 0 : -errno;
 	close(fd);
 	return res;
+}
+
+/* The kernel checked the caller's permissions against the attributes of `node`. A source object found at
+ * the node's path now but with another identity (a file renamed over it, a FIFO swapped in) is not what
+ * was checked: ESTALE, and the kernel looks the name up afresh (and checks again) before it retries. */
+static int same_object(const struct inode *node, const struct stat *st)
+{
+	return (uint64_t)st->st_dev == node->dev && (uint64_t)st->st_ino == node->ino;
+}
+
+int open_node(struct fastmount *fm, struct inode *node, int flags)
+{
+	/* O_NONBLOCK: opening a FIFO or a device put in the source must not block a request thread. */
+	int fd = open_beneath(fm, node->path, flags | O_NONBLOCK);
+	if (fd < 0)
+		return fd;
+	struct stat st;
+	int err = fstat(fd, &st) != 0 ? errno : !same_object(node, &st) ? ESTALE : 0;
+	if (err == 0 && !(flags & O_DIRECTORY) && !S_ISREG(st.st_mode))
+		err = EACCES;  /* only regular files are served; the kernel opens special files itself */
+	if (err == 0 && !(flags & (O_DIRECTORY | O_PATH)) && fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+		err = errno;
+	if (err != 0) {
+		close(fd);
+		return -err;
+	}
+	return fd;
+}
+
+/* Attributes of `node` as the source has them now; ESTALE when its path names another object now. */
+static int stat_node(struct fastmount *fm, struct inode *node, struct stat *st)
+{
+	if (node == &fm->inodes.root)
+		return fstat(fm->root_fd, st) == 0 ? 0 : -errno;
+	int res = stat_path(fm, node->path, st);
+	return res < 0 ? res : same_object(node, st) ? 0 : -ESTALE;
+}
+
+/* Attributes of `name` in the directory `dir`, looked up in that very directory: its path is opened and
+ * checked to still be `dir` (whose permissions the kernel checked) before the name is looked up in it. */
+static int stat_child(struct fastmount *fm, struct inode *dir, const char *name, struct stat *st)
+{
+	if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) {
+		char path[PATH_MAX];
+		if (inodes_child_path(dir, name, path, sizeof(path)) < 0)
+			return -ENAMETOOLONG;
+		return stat_path(fm, path, st);  /* beneath the source: ".." never climbs out of it */
+	}
+	int dir_fd = fm->root_fd;
+	if (dir != &fm->inodes.root) {
+		dir_fd = open_beneath(fm, dir->path, O_PATH | O_DIRECTORY);
+		if (dir_fd < 0)
+			return dir_fd;
+		struct stat dir_st;
+		int err = fstat(dir_fd, &dir_st) != 0 ? errno : !same_object(dir, &dir_st) ? ESTALE : 0;
+		if (err != 0) {
+			close(dir_fd);
+			return -err;
+		}
+	}
+	int res = fstatat(dir_fd, name, st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+	if (dir_fd != fm->root_fd)
+		close(dir_fd);
+	return res;
+}
+
+double attrs_valid_for(struct fastmount *fm, const struct timespec *read_at)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	double age = (double)(now.tv_sec - read_at->tv_sec) + (double)(now.tv_nsec - read_at->tv_nsec) / 1e9;
+	double left = fm->opts.attr_timeout - age;
+	return left > 0 ? left : 0;
 }
 
 /* FUSE sets the mount's read-ahead from INIT and only lets it be raised afterwards, through sysfs. Any
@@ -141,14 +215,15 @@ void forget_node(struct fastmount *fm, struct inode *node, uint64_t nlookup)
 	}
 }
 
-void fill_entry(struct fastmount *fm, struct fuse_entry_param *e, struct inode *node, const struct stat *st)
+void fill_entry(struct fastmount *fm, struct fuse_entry_param *e, struct inode *node, const struct stat *st,
+		double attr_timeout)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = (fuse_ino_t)(uintptr_t)node;
 	e->attr = *st;
 	e->attr.st_mode &= ~WRITE_BITS;  /* permission checks and tools agree with the read-only mount */
 	e->attr.st_blksize = PREFERRED_IO_SIZE;
-	e->attr_timeout = fm->opts.attr_timeout;
+	e->attr_timeout = attr_timeout;
 	e->entry_timeout = fm->opts.entry_timeout;
 }
 
@@ -180,13 +255,8 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	tune_readahead(fm);
 	struct inode *dir = node_of(fm, parent);
 	habits_note_lookup(dir->dev, dir->ino);
-	char path[PATH_MAX];
-	if (inodes_child_path(dir, name, path, sizeof(path)) < 0) {
-		reply_err(fm, req, ENAMETOOLONG);
-		return;
-	}
 	struct stat st;
-	int res = stat_path(fm, path, &st);
+	int res = stat_child(fm, dir, name, &st);
 	if (res == -ENOENT) {
 		/* node id 0 lets the kernel keep the miss for negative_timeout without asking again */
 		struct fuse_entry_param e = {.ino = 0, .entry_timeout = fm->opts.negative_timeout};
@@ -203,7 +273,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	struct fuse_entry_param e;
-	fill_entry(fm, &e, node, &st);
+	fill_entry(fm, &e, node, &st, fm->opts.attr_timeout);
 	if (fuse_reply_entry(req, &e) != 0)
 		forget_node(fm, node, 1);
 }
@@ -229,7 +299,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fastmount *fm = fs_of(req);
 	tune_readahead(fm);
 	struct stat st;
-	int res = stat_path(fm, node_of(fm, ino)->path, &st);
+	int res = stat_node(fm, node_of(fm, ino), &st);
 	if (res < 0) {
 		reply_err(fm, req, -res);
 		return;
@@ -296,7 +366,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (atomic_load_explicit(&fm->passthrough, memory_order_relaxed) && open_passthrough(fm, req, ino, fi))
 		return;
-	int fd = open_beneath(fm, node_of(fm, ino)->path, O_RDONLY);
+	int fd = open_node(fm, node_of(fm, ino), O_RDONLY);
 	if (fd < 0) {
 		reply_err(fm, req, -fd);
 		return;
@@ -333,28 +403,40 @@ static int open_passthrough(struct fastmount *fm, fuse_req_t req, fuse_ino_t ino
 {
 	struct inode *node = node_of(fm, ino);
 	pthread_mutex_lock(&fm->backing_lock);
-	if (node->backing_id == 0) {
-		int fd = open_beneath(fm, node->path, O_RDONLY);
+	int id = node->backing_id;
+	if (id > 0) {
+		if (node->opens++ == 0)
+			fm->idle_backings--;  /* an idle backing file is in use again */
+	}
+	pthread_mutex_unlock(&fm->backing_lock);
+	if (id == 0) {
+		/* Opened and registered with no lock held: a slow source (or a FIFO swapped in) holds up this
+		 * request only. The backing file is the very inode the kernel checked (open_node). */
+		int fd = open_node(fm, node, O_RDONLY);
 		if (fd < 0) {
-			pthread_mutex_unlock(&fm->backing_lock);
 			reply_err(fm, req, -fd);
 			return 1;
 		}
-		int id = passthrough_backing_open(fm->se, fd);
+		int fresh = passthrough_backing_open(fm->se, fd);
 		close(fd);  /* the backing file keeps its own reference */
-		if (id < 0) {
-			pthread_mutex_unlock(&fm->backing_lock);
+		if (fresh < 0) {
 			atomic_store(&fm->passthrough, 0);
-			fprintf(stderr, "{\"event\": \"passthrough-declined\", \"reason\": \"%s\"}\n", strerror(-id));
+			fprintf(stderr, "{\"event\": \"passthrough-declined\", \"reason\": \"%s\"}\n", strerror(-fresh));
 			return 0;
 		}
-		node->backing_id = id;
-	} else if (node->opens == 0) {
-		fm->idle_backings--;  /* an idle backing file is in use again */
+		pthread_mutex_lock(&fm->backing_lock);
+		if (node->backing_id == 0) {
+			node->backing_id = fresh;
+			fresh = 0;
+		} else if (node->opens == 0) {
+			fm->idle_backings--;  /* another open registered one meanwhile: use it, drop ours */
+		}
+		node->opens++;
+		id = node->backing_id;
+		pthread_mutex_unlock(&fm->backing_lock);
+		if (fresh > 0)
+			passthrough_backing_close(fm->se, fresh);
 	}
-	node->opens++;
-	int id = node->backing_id;
-	pthread_mutex_unlock(&fm->backing_lock);
 	fi->fh = 0;
 	atomic_fetch_add_explicit(&fm->opens, 1, memory_order_relaxed);
 	passthrough_mark_open_reply(id);
@@ -403,7 +485,7 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	tune_readahead(fm);
 	int fd, own = fi->fh == 0;
 	if (own) {
-		fd = open_beneath(fm, node_of(fm, ino)->path, O_RDONLY);
+		fd = open_node(fm, node_of(fm, ino), O_RDONLY);
 		if (fd < 0) {
 			reply_err(fm, req, -fd);
 			return;
