@@ -21,6 +21,7 @@ from rich.console import Console
 
 from benchcluster import daemons, sge_setup
 from benchcluster.state import ClusterPaths, host_processes
+from common import imdsguard
 from manager.providers import local_processes, local_scratch, netns
 from manager.providers.local import remove_member_leftovers
 from manager.providers.local_config import NAME_PREFIX, LocalClusterConfig
@@ -186,6 +187,8 @@ def down(paths: ClusterPaths, console: Console, stop_qmaster: bool = True) -> Le
             netns.run(["ip", "link", "del", veth], check=False)
         netns.remove_hosts_block()
         netns.remove_bridge(bridge)
+        with contextlib.suppress(imdsguard.GuardError):
+            imdsguard.remove()
     else:
         console.print("another local cluster still runs here: bridge, member names and qmaster kept")
     shutil.rmtree(paths.root, ignore_errors=True)

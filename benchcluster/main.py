@@ -24,6 +24,7 @@ from benchcluster.options import UsageError, build_options, check_machine
 from benchcluster.state import STATE_ENV, ClusterPaths, resolve_state_root
 from benchcluster.status import collect, exec_in_member, print_status
 from benchcluster.up import UpFailed, cluster_exists, repair, up
+from common import imdsguard
 from common.console import make_console
 from manager.providers.netns import NetworkError
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         console.print(f"[red]bench-cluster: error:[/] {exc}", highlight=False)
         return EXIT_USAGE
-    except (UpFailed, sge_setup.SgeSetupError, NetworkError) as exc:
+    except (UpFailed, sge_setup.SgeSetupError, NetworkError, imdsguard.GuardError) as exc:
         console.print(f"[red]bench-cluster {args.command} failed:[/] {exc}", highlight=False)
         return EXIT_FAILED
     except KeyboardInterrupt:

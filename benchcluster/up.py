@@ -21,6 +21,7 @@ from benchcluster import daemons, sge_setup
 from benchcluster.options import UpOptions, UsageError
 from benchcluster.registry import RegistryMember, RegistryUnavailable, list_members
 from benchcluster.state import ClusterPaths, host_processes
+from common import imdsguard
 from common.auth import write_new_token
 from manager.providers import netns
 from manager.providers.local_config import CONFIG_NAME, LocalClusterConfig
@@ -147,6 +148,11 @@ def up(paths: ClusterPaths, options: UpOptions, console: Console) -> None:
         hosts_changed = netns.write_hosts_block(config.hosts_lines())
     console.print(f"[green]✓[/] bridge {config.bridge} {config.manager_ip}/24, "
                   f"{config.member_pool_size} member names in /etc/hosts")
+
+    with console.status("metadata guard"):
+        # Before SGE starts: no job on the manager node may reach the metadata service (common/imdsguard.py).
+        imdsguard.apply(imdsguard.endpoints([config.spot_metadata_url]))
+    console.print(f"[green]✓[/] instance metadata reachable by root only (nft table inet {imdsguard.TABLE})")
 
     with console.status("Sun Grid Engine: qmaster and configuration"):
         sge_setup.write_host_aliases(install, config.manager_hostname)

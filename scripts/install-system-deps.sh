@@ -10,6 +10,8 @@ PACKAGES=(
   gridengine-master gridengine-exec gridengine-client
   # local provider: namespaces, bridge, loop-mounted /scratch images
   iproute2 util-linux e2fsprogs procps psmisc
+  # instance metadata reachable by root only (common/imdsguard.py), also inside member namespaces
+  nftables
   # mount benchmark peers
   bindfs rclone
   # packaging checks

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import structlog
 
+from common import imdsguard
 from manager.providers import local_processes, local_scratch, netns
 from manager.providers.base import NodeSpec, NodeState, ProviderError, ProviderNode
 from manager.providers.local_config import PROCESS_MARKER, LocalClusterConfig, MemberSlot
@@ -227,6 +228,8 @@ class LocalProvider:
         if spec.scratch_bytes:
             local_scratch.create_image(image, spec.scratch_bytes)
         netns.create_member_netns(config, slot)
+        # Before the member's init starts SGE and the agent: no job there may reach the metadata service.
+        imdsguard.apply(imdsguard.endpoints([config.spot_metadata_url]), netns=slot.netns)
         launch = MemberLaunch(node_id=node_id, hostname=slot.hostname, ip=slot.ip,
                               manager_address=self._manager_address(config, spec), token_file=token_file,
                               state_dir=member_dir / "agent", cores=spec.cores,

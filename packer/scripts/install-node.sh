@@ -43,7 +43,7 @@ done
 case "$wheel" in *.whl) ;; *) die "$wheel is not a .whl file" ;; esac
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 [ -r /etc/debian_version ] || die "not a Debian system (no /etc/debian_version)"
-for unit in bench-manager.service bench-agent.service bench-first-boot.service sge-qmaster.service sge-execd.service; do
+for unit in bench-manager.service bench-agent.service bench-first-boot.service bench-imds-guard.service sge-qmaster.service sge-execd.service; do
   [ -f "$src/systemd/$unit" ] || die "$src/systemd/$unit is missing (use --src to point at the checkout)"
 done
 [ -f "$src/packer/scripts/first-boot.sh" ] || die "$src/packer/scripts/first-boot.sh is missing"
@@ -56,6 +56,8 @@ PACKAGES=(
   python3 python3-venv python3-dev
   # first boot: format the /scratch volume; agent: interfaces and processes.
   e2fsprogs iproute2 procps ca-certificates
+  # bench-imds-guard.service: the instance metadata service reachable by root only.
+  nftables
 )
 
 # Keep package scripts from starting daemons while building (the image's hostname is not the node's).
@@ -108,7 +110,7 @@ done
 /opt/bench/venv/bin/python -c 'import manager.main, agent.main' || die "the installed package does not import"
 
 say "installing systemd units"
-for unit in bench-manager.service bench-agent.service bench-first-boot.service sge-qmaster.service sge-execd.service; do
+for unit in bench-manager.service bench-agent.service bench-first-boot.service bench-imds-guard.service sge-qmaster.service sge-execd.service; do
   install -m 0644 "$src/systemd/$unit" "/etc/systemd/system/$unit"
 done
 install -m 0755 "$src/packer/scripts/first-boot.sh" /usr/local/sbin/bench-first-boot
@@ -120,6 +122,8 @@ ln -sf /dev/null /etc/systemd/system/gridengine-master.service
 ln -sf /dev/null /etc/systemd/system/gridengine-exec.service
 # Only the first-boot unit is enabled in the image; it enables the role's units once the role is known.
 systemctl enable bench-first-boot.service
+# Both roles: metadata reachable by root only, before SGE, the agent or any job starts.
+systemctl enable bench-imds-guard.service
 systemctl disable bench-manager.service bench-agent.service sge-qmaster.service sge-execd.service 2>/dev/null || true
 
 version=$(/opt/bench/venv/bin/python -c 'import importlib.metadata as m; print(m.version("bench-cluster"))')

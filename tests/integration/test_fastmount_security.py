@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,13 +83,13 @@ def write_as(path: Path, text: str, owner: UnixUser, mode: int) -> None:
     chown(path, owner, mode)
 
 
-def look_then(m: Mounted, name: str, between: object) -> str:
+def look_then(m: Mounted, name: str, between: Callable[[], object]) -> str:
     """mallory looks `name` up through the mount; `between()` runs; mallory reads it. Her last line."""
     reader = m.alice.popen_python(LOOK_THEN_READ, str(m.mount / name))
     try:
         assert reader.stdout is not None and reader.stdin is not None
         assert reader.stdout.readline().strip() == "looked", reader.stderr.read() if reader.stderr else ""
-        between()  # type: ignore[operator]
+        between()
         out, err = reader.communicate("go\n", timeout=20)
     finally:
         reader.kill()
@@ -110,7 +110,12 @@ def test_a_permission_taken_away_counts_within_the_attribute_bound(mounted: Moun
     """Attributes decide the kernel's permission check: none older than ~1 s may be handed to it."""
     m = mounted
     write_as(m.source / "was-open.txt", SECRET, m.bob, 0o644)
-    result = look_then(m, "was-open.txt", lambda: ((m.source / "was-open.txt").chmod(0o600), time.sleep(1.5)))
+
+    def take_away() -> None:
+        (m.source / "was-open.txt").chmod(0o600)
+        time.sleep(1.5)
+
+    result = look_then(m, "was-open.txt", take_away)
     assert result == "error EACCES", result
 
 
