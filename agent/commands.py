@@ -14,6 +14,7 @@ from pathlib import Path
 
 from agent import scratch
 from agent.mounts import MountError, MountManager, MountReportData, MountSpecData
+from agent.mountsys import detach
 from common.logging import get_logger
 from common.mountmodes import MODE_NAMES, MODE_VALUES
 from protos.bench.v1 import agent_pb2, types_pb2
@@ -106,12 +107,21 @@ class CommandHandler:
                 await self._mounts.unmount_all()
                 return agent_pb2.CommandResult(command_id=cid, ok=True, message="draining; mounts removed")
             if kind == "wipe_scratch":
+                # A job's FUSE mount left below /scratch (its server dead or hung) is detached, never entered.
+                detached = []
+                for point in await asyncio.to_thread(scratch.mounts_below, self._scratch_dir):
+                    reason = await detach(point)
+                    detached.append(point if reason is None else f"{point} (not detached: {reason})")
                 try:
-                    removed = await asyncio.to_thread(scratch.wipe, self._scratch_dir)
-                except scratch.ScratchError as exc:
+                    wiped = await asyncio.to_thread(scratch.wipe, self._scratch_dir)
+                except (scratch.ScratchError, OSError) as exc:
                     return _failure(cid, "FAILED_PRECONDITION", str(exc))
-                return agent_pb2.CommandResult(command_id=cid, ok=True,
-                                               message=f"removed {removed} entries from {self._scratch_dir}")
+                message = f"removed {wiped.removed} entries from {self._scratch_dir}"
+                if detached:
+                    message += f"; detached {len(detached)} mount(s) left below it: {', '.join(detached[:5])}"
+                if wiped.kept:
+                    message += f"; left {len(wiped.kept)} path(s) on other filesystems: {', '.join(wiped.kept[:5])}"
+                return agent_pb2.CommandResult(command_id=cid, ok=True, message=message)
         return _failure(cid, "UNIMPLEMENTED", f"unknown command {kind!r}; upgrade this agent")
 
 

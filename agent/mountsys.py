@@ -98,6 +98,14 @@ async def lazy_unmount(path: str) -> str | None:
     return out or "umount failed"
 
 
+async def detach(path: str) -> str | None:
+    """Lazily detach a mount found in the mount table without looking at it: `--no-canonicalize` keeps
+    umount from resolving the path, which would stat the mount and hang on a FUSE server that hangs.
+    None on success, else the reason."""
+    code, out = await run(*host_command("umount", "--lazy", "--no-canonicalize", path))
+    return None if code == 0 or path not in read_mount_table() else (out or f"umount exited {code}")
+
+
 async def bind_mount(source: str, target: str) -> str | None:
     """A plain read-write bind mount; None on success, else the reason."""
     code, out = await run(*host_command("mount", "--bind", source, target))
