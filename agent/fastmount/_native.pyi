@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 def serve(
     source: str,
     mount_path: str,
@@ -15,5 +17,6 @@ def serve(
     debug: bool = ...,
     spin_us: int = ...,
     dir_read_ahead: bool = ...,
+    on_mounted: Callable[[], None] | None = ...,
 ) -> None: ...
 def counters() -> tuple[int, int, int, int]: ...

@@ -21,6 +21,7 @@ import pyfuse3
 import structlog
 import trio
 
+from agent.fastmount import caps
 from agent.fastmount.engine import ENGINE_CHOICES, choose_engine, describe_source, native_available
 from agent.fastmount.fs import FastMountFS
 from agent.fastmount.prefetch import MiB, PrefetchConfig
@@ -164,6 +165,12 @@ def mount_options(source: str) -> list[str]:
     return options
 
 
+def drop_capabilities(keep: set[int]) -> None:
+    """Once mounted, keep only what serving needs (agent/fastmount/caps.py); called before any thread starts."""
+    caps.keep_only(keep)
+    log.info("capabilities", kept=caps.names(caps.effective()))
+
+
 def serve_python(args: argparse.Namespace) -> None:
     keep_freed_memory_for_reuse()
     fs = FastMountFS(args.source,
@@ -172,6 +179,8 @@ def serve_python(args: argparse.Namespace) -> None:
                      fetch_threads=args.fetch_threads)
     pyfuse3.init(fs, args.mount_path, set(mount_options(args.source)))
     try:
+        # Mounted, and no thread yet (trio's and the fetchers' start in trio.run): they inherit this.
+        drop_capabilities({caps.CAP_DAC_READ_SEARCH})
         trio.run(_serve, fs, args)
     finally:
         pyfuse3.close(unmount=True)
@@ -194,11 +203,17 @@ def serve_native(args: argparse.Namespace) -> None:
         while not stop.wait(args.stats_interval):
             publish_once()
 
-    publisher = None
+    publisher = threading.Thread(target=publish_stats, name="stats", daemon=True)
     if args.stats_file is not None:
         publish_once()
-        publisher = threading.Thread(target=publish_stats, name="stats", daemon=True)
-        publisher.start()
+
+    def on_mounted() -> None:
+        # In the mounting thread, before libfuse's request threads and the stats thread exist: all inherit
+        # the reduced sets. Passthrough registers backing files, which the kernel allows CAP_SYS_ADMIN only.
+        drop_capabilities({caps.CAP_DAC_READ_SEARCH} | (set() if args.no_passthrough else {caps.CAP_SYS_ADMIN}))
+        if args.stats_file is not None:
+            publisher.start()
+
     log.info("mounting", source=args.source, mount_path=args.mount_path, engine="native")
     try:
         # Blocks until SIGTERM/SIGINT (libfuse's handlers end the loop) or an unmount; unmounts itself.
@@ -206,10 +221,11 @@ def serve_native(args: argparse.Namespace) -> None:
                       threads=args.threads, readahead_kib=args.kernel_readahead_kib or 0,  # None: the kernel's own
                       readdirplus_always=args.readdirplus != "auto",
                       adaptive_attrs=args.readdirplus == "adaptive", passthrough=not args.no_passthrough,
-                      spin_us=args.spin_us, dir_read_ahead=not args.no_dir_read_ahead, debug=args.debug)
+                      spin_us=args.spin_us, dir_read_ahead=not args.no_dir_read_ahead, debug=args.debug,
+                      on_mounted=on_mounted)
     finally:
         stop.set()
-        if publisher is not None:
+        if publisher.is_alive():
             publisher.join(5)
         if args.stats_file is not None:
             publish_once()

@@ -142,10 +142,8 @@ class SgeClient:
         values = (f"slots={static_cores},static_cores={static_cores},"
                   f"static_mem={parse.format_memory(static_mem_bytes)}")
         async with self._config_lock:
-            _, admin, _ = await self._run("qconf", "-sh")
-            if hostname not in admin.split():
-                # execd fetches its configuration only from an admin (or submit) host
-                await self._run("qconf", "-ah", hostname)
+            # A submit host, never an admin host: execd fetches its configuration from a submit host just
+            # as well, and an admin host lets anyone with an account there change SGE's configuration.
             _, submit, _ = await self._run("qconf", "-ss", check=False)
             if hostname not in submit.split():
                 await self._run("qconf", "-as", hostname)

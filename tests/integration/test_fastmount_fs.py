@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from agent.fastmount import caps
 from agent.mountsys import read_mount_table
 from tests.conftest import require_fuse, require_native_engine
 from tests.integration.fastmount_helpers import (
@@ -363,3 +364,19 @@ def test_a_directory_swapped_for_a_symlink_does_not_lead_outside(tmp_path: Path,
         assert info.value.errno in (errno.ELOOP, errno.ENOTDIR)  # ENOTDIR once the kernel saw it is a link now
     finally:
         stop_worker(proc, mount)
+
+
+def test_every_worker_thread_keeps_only_what_serving_needs(mounted: Mounted) -> None:
+    """Started by root with every capability; once mounted, each thread (request threads, fetchers, the
+    stats thread) holds CAP_DAC_READ_SEARCH only, plus CAP_SYS_ADMIN where passthrough registers backing
+    files; nothing is left in the bounding set beyond that, and no_new_privs is set."""
+    assert (mounted.mount / "sub" / "deeper" / "note.txt").read_text() == "deep\n"  # threads are up and busy
+    allowed = {"cap_dac_read_search"} | ({"cap_sys_admin"} if mounted.engine == "native" else set())
+    threads = list(Path(f"/proc/{mounted.proc.pid}/task").iterdir())
+    assert len(threads) > 1
+    for task in threads:
+        sets = caps.of_task(str(task / "status"))
+        for name, mask in (("effective", sets.effective), ("permitted", sets.permitted),
+                           ("bounding", sets.bounding)):
+            assert set(caps.names(mask)) <= allowed, f"thread {task.name} {name}: {caps.names(mask)}"
+        assert "NoNewPrivs:\t1" in (task / "status").read_text()

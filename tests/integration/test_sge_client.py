@@ -95,6 +95,9 @@ def test_ensure_exec_host_makes_members_report_with_capacity(cluster: tuple[SgeC
     for name in names:
         assert hosts[name].static_cores == 2 and hosts[name].static_mem_bytes == 1 << 30
         assert hosts[name].slots_total == 2 and hosts[name].slots_used == 0
+    # exec + submit hosts, not admin hosts: a job there cannot reconfigure SGE
+    submit_hosts, admin_hosts = sge("qconf", "-ss").split(), sge("qconf", "-sh").split()
+    assert all(name in submit_hosts and name not in admin_hosts for name in names), (submit_hosts, admin_hosts)
     # a capacity change is applied in place
     run(client.ensure_exec_host(names[1], 1, 512 << 20))
     changed = hosts_by_name(client)[names[1]]

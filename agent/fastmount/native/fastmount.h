@@ -32,6 +32,10 @@ struct fastmount_options {
 	double entry_timeout;
 	double attr_timeout;
 	double negative_timeout;
+	/* Called once the mount is up, in the mounting thread, before any request thread starts (they inherit
+	 * what it leaves, e.g. reduced capabilities); nonzero fails the serve. NULL: none. */
+	int (*on_mounted)(void *ctx);
+	void *on_mounted_ctx;
 };
 
 struct fastmount {

@@ -7,13 +7,28 @@
 
 static struct fastmount the_mount;
 static int served;
+static PyObject *hook_error[3];  /* type, value, traceback of an exception raised by on_mounted */
+
+/* Runs on_mounted (a Python callable) from the mounting thread, which serve() released the GIL in. */
+static int call_on_mounted(void *ctx)
+{
+	PyGILState_STATE gil = PyGILState_Ensure();
+	PyObject *result = PyObject_CallNoArgs((PyObject *)ctx);
+	int failed = result == NULL;
+	if (failed)
+		PyErr_Fetch(&hook_error[0], &hook_error[1], &hook_error[2]);
+	Py_XDECREF(result);
+	PyGILState_Release(gil);
+	return failed ? -1 : 0;
+}
 
 static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs)
 {
 	(void)self;
 	static char *keywords[] = {"source", "mount_path", "mount_options", "threads", "readahead_kib", "max_request_kib",
 				   "passthrough", "zero_message_open", "readdirplus_always", "adaptive_attrs",
-				   "entry_timeout", "attr_timeout", "negative_timeout", "debug", "spin_us", "dir_read_ahead", NULL};
+				   "entry_timeout", "attr_timeout", "negative_timeout", "debug", "spin_us", "dir_read_ahead",
+				   "on_mounted", NULL};
 	struct fastmount_options opts = {
 		.threads = 4,
 		.spin_us = 0,
@@ -27,12 +42,21 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs)
 		.attr_timeout = 1.0,  /* attributes decide the kernel's permission checks: never trust old ones */
 		.negative_timeout = 10.0,
 	};
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sss|IIIppppdddpIp", keywords, &opts.source, &opts.mount_path,
+	PyObject *on_mounted = Py_None;
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sss|IIIppppdddpIpO", keywords, &opts.source, &opts.mount_path,
 					 &opts.mount_options, &opts.threads, &opts.readahead_kib, &opts.max_request_kib,
 					 &opts.passthrough, &opts.zero_message_open, &opts.readdirplus_always, &opts.adaptive_attrs,
 					 &opts.entry_timeout, &opts.attr_timeout, &opts.negative_timeout, &opts.debug,
-					 &opts.spin_us, &opts.dir_read_ahead))
+					 &opts.spin_us, &opts.dir_read_ahead, &on_mounted))
 		return NULL;
+	if (on_mounted != Py_None && !PyCallable_Check(on_mounted)) {
+		PyErr_SetString(PyExc_TypeError, "on_mounted must be callable or None");
+		return NULL;
+	}
+	if (on_mounted != Py_None) {
+		opts.on_mounted = call_on_mounted;
+		opts.on_mounted_ctx = on_mounted;
+	}
 	if (opts.threads < 1 || opts.threads > 256) {
 		PyErr_SetString(PyExc_ValueError, "threads must be between 1 and 256");
 		return NULL;
@@ -51,6 +75,11 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs)
 	Py_BEGIN_ALLOW_THREADS
 	res = fastmount_serve(&the_mount);
 	Py_END_ALLOW_THREADS
+	if (hook_error[0] != NULL) {
+		PyErr_Restore(hook_error[0], hook_error[1], hook_error[2]);
+		hook_error[0] = hook_error[1] = hook_error[2] = NULL;
+		return NULL;
+	}
 	if (res < 0) {
 		errno = -res;
 		return PyErr_SetFromErrnoWithFilename(PyExc_OSError, opts.mount_path);

@@ -64,6 +64,11 @@ int fastmount_serve(struct fastmount *fm)
 		fprintf(stderr, "{\"event\": \"passthrough-unavailable\", \"reason\": \"custom io refused\"}\n");
 	}
 
+	if (fm->opts.on_mounted != NULL && fm->opts.on_mounted(fm->opts.on_mounted_ctx) != 0) {
+		res = -EPERM;  /* the hook said why */
+		goto out_unmount;
+	}
+
 	struct fuse_loop_config *config = fuse_loop_cfg_create();
 	if (config == NULL) {
 		res = -ENOMEM;
