@@ -83,6 +83,7 @@ def validate_mount_spec(
     existing: Sequence[tuple[str, str]] = (),
     data_root: Path = Path("/data"),
     require_resolved: bool = False,
+    examined_elsewhere: bool = False,
 ) -> MountRequest:
     """Return the normalised request, or raise MountValidationError saying what is wrong and what is allowed.
 
@@ -90,6 +91,8 @@ def validate_mount_spec(
     shipped to the nodes names one directory for good, whatever happens to links on the way later.
     `require_resolved` (the agents, which get resolved sources only) refuses a source that resolves
     anywhere else now: a symlink created or retargeted on its path after the mount was made.
+    `examined_elsewhere` (the manager, whose requester's own check already opened the source as a directory)
+    accepts a source this process may not stat itself (an unprivileged manager and a private directory).
     `existing` holds (mount_path, source) of the mounts already in place; a new mount may neither repeat
     one of their paths nor sit inside one of them nor contain one.
     """
@@ -131,6 +134,11 @@ def validate_mount_spec(
         )
     try:
         src_stat = os.stat(real_src)
+    except PermissionError:
+        if not examined_elsewhere:
+            raise MountValidationError(
+                "FAILED_PRECONDITION", f"source {source!r} cannot be examined: permission denied") from None
+        src_stat = os.stat_result((stat.S_IFDIR, 0, 0, 0, 0, 0, 0, 0, 0, 0))
     except FileNotFoundError:
         raise MountValidationError(
             "NOT_FOUND", f"source {source!r} does not exist; create it or check the spelling"

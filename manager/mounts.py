@@ -100,11 +100,11 @@ class MountService:
             existing = [(m["mount_path"], m["source"]) for m in self._store.mounts()]
             root = self._config.data_root
             try:
-                validate_mount_spec(mount_path, source, mode, existing, root)
+                validate_mount_spec(mount_path, source, mode, existing, root, examined_elsewhere=True)
                 # Resolved once, as the requester (who must be able to read it), and stored resolved:
                 # a symlink retargeted later changes nothing any node mounts.
                 resolved = under_root(await resolve_as(user, source), root)
-                req = validate_mount_spec(mount_path, resolved, mode, existing, root)
+                req = validate_mount_spec(mount_path, resolved, mode, existing, root, examined_elsewhere=True)
             except (MountValidationError, SourceAccessError) as exc:
                 raise RequestError(code_from_name(exc.code), exc.message) from None
             self._store.add_mount(req.mount_path, req.source, req.mode, self._clock(), user)
