@@ -1,4 +1,5 @@
-"""Issue 6 end to end: fast mounts created from workspace-ctl on every node of a local cluster."""
+"""Issue 6 end to end: fast mounts created from workspace-ctl on every node of a local cluster; and
+(issue 17) the metadata guard inside a member of the same cluster."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 
 from tests.e2e.localcluster import LocalCluster
 from tests.harness import wait_until
+from tests.integration.unix_users import unix_users
 
 pytestmark = pytest.mark.e2e
 
@@ -131,3 +134,37 @@ def test_delete_mount_removes_it_everywhere(cluster: LocalCluster) -> None:
     assert not os.path.ismount(MOUNT)
     missing = cluster.ctl("data", "delete-mount", "--mount-path", MOUNT, check=False)
     assert missing.returncode == 1 and "no mount" in missing.stderr
+
+
+# Issue 17, item 3: the instance metadata service is reachable by root only, inside every member too.
+FETCH = r"""
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
+        print("status", r.status)
+except OSError as exc:
+    print("refused", getattr(exc, "reason", exc))
+"""
+
+
+def test_inside_a_member_only_root_reaches_the_metadata_service(cluster: LocalCluster) -> None:
+    """A stand-in metadata service on 169.254.169.254 inside the member's own network namespace (traffic
+    never leaves it): a job user's process is refused, root's is served."""
+    member = members(cluster)[0]
+    assert "bench_imds_guard" in cluster.exec(member, "nft", "list", "tables").stdout
+    assert subprocess.run(["nft", "list", "table", "inet", "bench_imds_guard"], capture_output=True).returncode == 0
+    assert cluster.exec(member, "ip", "addr", "add", "169.254.169.254/32", "dev", "lo").returncode == 0
+    server = cluster.exec(member, "sh", "-c", "setsid /usr/bin/python3 -m http.server --bind 169.254.169.254 80 "
+                                              "--directory /etc >/dev/null 2>&1 & echo $!").stdout.strip()
+    try:
+        with unix_users("bench-t-e2ejob") as users:
+            user = users["bench-t-e2ejob"]
+            as_root = ["/usr/bin/python3", "-I", "-S", "-c", FETCH, "http://169.254.169.254/hostname"]
+            wait_until(lambda: cluster.exec(member, *as_root).stdout.strip() == "status 200", 10,
+                       "root to reach the stand-in metadata service")
+            as_user = cluster.exec(member, "setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups",
+                                   *as_root)
+            assert as_user.stdout.strip().startswith("refused"), as_user.stdout + as_user.stderr
+    finally:
+        cluster.exec(member, "kill", server)
+        cluster.exec(member, "ip", "addr", "del", "169.254.169.254/32", "dev", "lo")
