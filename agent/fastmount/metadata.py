@@ -165,9 +165,12 @@ class ListingCache:
         self._listings: OrderedDict[bytes, Listing] = OrderedDict()
 
     def get(self, path: bytes, now: float, dir_mtime_ns: int, dir_key: tuple[int, int]) -> Listing | None:
+        """A listing to reuse, or None. Reused only while its attributes may still be handed to the kernel:
+        one older than attr_timeout would come with none, and the kernel would then ask getattr for every
+        entry (a round trip each, far slower than listing again in a thread)."""
         listing = self._listings.get(path)
         if listing is None or listing.expires <= now or listing.dir_mtime_ns != dir_mtime_ns \
-                or listing.dir_key != dir_key:
+                or listing.dir_key != dir_key or listing.read_at + self._config.attr_timeout <= now:
             return None
         self._listings.move_to_end(path)
         return listing

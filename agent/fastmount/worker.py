@@ -24,6 +24,7 @@ import trio
 from agent.fastmount import caps
 from agent.fastmount.engine import ENGINE_CHOICES, choose_engine, describe_source, native_available
 from agent.fastmount.fs import FastMountFS
+from agent.fastmount.metadata import CacheConfig
 from agent.fastmount.prefetch import MiB, PrefetchConfig
 from agent.fastmount.stats import Counters, write_stats
 from agent.hostns import enter_host_mount_ns
@@ -36,6 +37,7 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 FSTYPE_SUBTYPE = "bench-fastmount"
 PYFUSE3_READAHEAD_KIB = 8192
+ATTR_TIMEOUT_S = 1.0  # attributes decide the kernel's permission checks: never trust older ones
 DEFAULT_SPIN_US = 50  # measured with benchmarks/fastmount_phases.py --spin-us: see the README
 
 
@@ -72,6 +74,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-passthrough", action="store_true",
                         help="native engine: serve reads itself instead of the kernel's FUSE passthrough "
                              "(used automatically when the kernel declines it)")
+    parser.add_argument("--attr-timeout", type=float, default=ATTR_TIMEOUT_S,
+                        help="seconds the kernel may keep a file's attributes; they decide its permission checks, "
+                             "so a chmod or a file swapped in the source counts after at most this long "
+                             "(longer: fewer getattr round trips on repeated `ls -l`)")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="get SIGTERM (and unmount) when the supervising process dies")
     parser.add_argument("--debug", action="store_true")
@@ -92,6 +98,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--kernel-readahead-kib must be between 0 and 1048576")
     if not 1 <= args.threads <= 256:
         parser.error("--threads must be between 1 and 256")
+    if not 0 < args.attr_timeout <= 60:
+        parser.error("--attr-timeout must be more than 0 and at most 60 seconds")
     if not 0 <= args.spin_us <= 1_000_000:
         parser.error("--spin-us must be between 0 and 1000000")
     return args
@@ -174,6 +182,7 @@ def drop_capabilities(keep: set[int]) -> None:
 def serve_python(args: argparse.Namespace) -> None:
     keep_freed_memory_for_reuse()
     fs = FastMountFS(args.source,
+                     cache=CacheConfig(attr_timeout=args.attr_timeout),
                      prefetch=PrefetchConfig(max_window=args.max_window_mib * MiB),
                      memory_budget=args.memory_budget_mib * MiB,
                      fetch_threads=args.fetch_threads)
@@ -222,6 +231,7 @@ def serve_native(args: argparse.Namespace) -> None:
                       readdirplus_always=args.readdirplus != "auto",
                       adaptive_attrs=args.readdirplus == "adaptive", passthrough=not args.no_passthrough,
                       spin_us=args.spin_us, dir_read_ahead=not args.no_dir_read_ahead, debug=args.debug,
+                      attr_timeout=args.attr_timeout,
                       on_mounted=on_mounted)
     finally:
         stop.set()
