@@ -2,14 +2,14 @@
 
 A fast mount serves its source to everybody on every node (each file with its own mode), so a source
 below a directory its requester cannot enter (a 0700 parent) would hand the files out past that parent.
-The check therefore runs in a child process that takes the user's uid, gid and groups before it runs
-(subprocess's user/group/extra_groups: setgroups, setresgid, setresuid in the child before exec), so every
-rule the kernel applies counts: search permission on every parent, read and search on the source, ACLs,
-group membership. The same child resolves the source's symlinks, so a link can only lead through
+The check therefore runs in a child process that takes the user's uid, gid and groups before it runs,
+so every rule the kernel applies counts: search permission on every parent, read and search on the
+source, ACLs, group membership. `setpriv` changes the ids, so the manager only ever vforks: a plain fork
+of a process holding gRPC's threads runs gRPC's fork handlers in the child, which crashed it (SIGSEGV). The same child resolves the source's symlinks, so a link can only lead through
 directories that user may enter, and the manager stores the resolved path it prints.
 
 Run by the manager, which needs CAP_SETUID/CAP_SETGID for it (root on the local cluster; the production
-unit grants those two capabilities). Fails closed: no account, no privilege, a check that does not finish.
+unit grants those two as ambient capabilities, which setpriv inherits). Fails closed: no account, no privilege, a check that does not finish.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import pwd
+import shutil
 import stat
 import sys
 from dataclasses import dataclass
@@ -81,11 +82,13 @@ async def resolve_as(user: str, source: str, timeout_s: float = CHECK_TIMEOUT_S)
     """The source with every symlink resolved, as `user` sees it, if `user` may list and read below it;
     else SourceAccessError saying which directory stops them."""
     account = account_of(user)
+    groups = ["--groups", ",".join(map(str, account.groups))] if account.groups else ["--clear-groups"]
     try:
         proc = await asyncio.create_subprocess_exec(
-            _interpreter(), "-I", "-S", "-c", _CHECK_PROGRAM, source,
+            shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={account.uid}", f"--regid={account.gid}",
+            *groups, "--", _interpreter(), "-I", "-S", "-c", _CHECK_PROGRAM, source,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            user=account.uid, group=account.gid, extra_groups=list(account.groups), env={}, cwd="/",
+            env={}, cwd="/",
         )
     except (PermissionError, OSError) as exc:
         raise SourceAccessError(
@@ -105,9 +108,9 @@ async def resolve_as(user: str, source: str, timeout_s: float = CHECK_TIMEOUT_S)
     try:
         verdict = json.loads(out.decode())
     except ValueError:
+        said = (err or out).decode(errors="replace").strip()[-300:] or "(no output)"
         raise SourceAccessError(
-            "INTERNAL", f"checking {source} as {user} failed: {err.decode(errors='replace').strip()[-300:]}"
-        ) from None
+            "INTERNAL", f"checking {source} as {user} failed (status {proc.returncode}): {said}") from None
     if "resolved" in verdict:
         return str(verdict["resolved"])
     if verdict.get("errno") == 2:
