@@ -5,11 +5,13 @@ below a directory its requester cannot enter (a 0700 parent) would hand the file
 The check therefore runs in a child process that takes the user's uid, gid and groups before it runs,
 so every rule the kernel applies counts: search permission on every parent, read and search on the
 source, ACLs, group membership. `setpriv` changes the ids, so the manager only ever vforks: a plain fork
-of a process holding gRPC's threads runs gRPC's fork handlers in the child, which crashed it (SIGSEGV). The same child resolves the source's symlinks, so a link can only lead through
+of a process holding gRPC's threads runs gRPC's fork handlers in the child, which crashed it (SIGSEGV).
+The same child resolves the source's symlinks, so a link can only lead through
 directories that user may enter, and the manager stores the resolved path it prints.
 
 Run by the manager, which needs CAP_SETUID/CAP_SETGID for it (root on the local cluster; the production
-unit grants those two as ambient capabilities, which setpriv inherits). Fails closed: no account, no privilege, a check that does not finish.
+unit grants those two as ambient capabilities, which setpriv inherits).
+Fails closed: no account, no privilege, a check that does not finish.
 """
 
 from __future__ import annotations
