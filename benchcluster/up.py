@@ -194,6 +194,9 @@ def repair(paths: ClusterPaths, console: Console) -> None:
     netns.ensure_bridge(config)
     if netns.write_hosts_block(config.hosts_lines()):
         console.print("[yellow]•[/] restored the member names in /etc/hosts")
+    if imdsguard.show() is None:
+        console.print("[yellow]•[/] restored the metadata guard (instance metadata reachable by root only)")
+    imdsguard.apply(imdsguard.endpoints([config.spot_metadata_url]))  # before qmaster: replaces, never adds
     had_qmaster = sge_setup.qmaster_pid(install) is not None
     sge_setup.start_qmaster(install)
     if not had_qmaster:
