@@ -18,6 +18,7 @@ from manager.errors import RequestError
 from manager.interceptors import current_principal
 from manager.registry import HeartbeatData, NodeRegistration
 from manager.sessions import AgentSession, SessionBusy
+from manager.validation import check_registration
 from protos.bench.v1 import agent_pb2, agent_pb2_grpc
 
 log = get_logger("agent-service")
@@ -49,11 +50,13 @@ class AgentService(agent_pb2_grpc.ManagerServiceServicer):
         return ""
 
     async def Register(self, request: agent_pb2.NodeInfo, context: aio.ServicerContext) -> agent_pb2.Registration:
-        claimed = NodeRegistration(node_id=request.node_id, hostname=request.hostname, ip=request.ip,
-                                   agent_version=request.agent_version, capacity=capacity_from_pb(request.capacity),
-                                   role=request.role or "member")
+        principal = current_principal()
+        claimed = NodeRegistration(node_id=request.node_id or principal.name, hostname=request.hostname,
+                                   ip=request.ip, agent_version=request.agent_version,
+                                   capacity=capacity_from_pb(request.capacity), role=request.role or "member")
         try:
-            node = self._manager.identity.registration(current_principal(), claimed)
+            check_registration(claimed)  # malformed is INVALID_ARGUMENT before any identity question
+            node = self._manager.identity.registration(principal, claimed)
             member, mounts = self._manager.register(node)
         except RequestError as exc:
             await context.abort(exc.code, exc.message)

@@ -64,7 +64,7 @@ class IdentityRules:
             raise self.refuse(principal, "agent register", f"member {me!r} has role {record.role}, "
                               f"not {claimed.role[:20]!r}")
         for field, recorded, said in (("hostname", record.hostname, claimed.hostname), ("ip", record.ip, claimed.ip)):
-            if recorded and said and said != recorded:
+            if recorded and said and not _same(field, recorded, said):
                 raise self.refuse(principal, "agent register",
                                   f"member {me!r} has {field} {recorded!r} in the provider's record; "
                                   f"it cannot claim {said[:80]!r}")
@@ -83,3 +83,11 @@ class IdentityRules:
                     f"spot notice deadline {deadline_unix:.0f} is outside [now, now + {SPOT_NOTICE_HORIZON_S:.0f}s] "
                     f"(now {now:.0f}); ignored", grpc.StatusCode.INVALID_ARGUMENT)
         return False
+
+
+def _same(field: str, recorded: str, said: str) -> bool:
+    """Equal, or for host names the short name of the recorded FQDN (EC2 records ip-10-0-1-5.ec2.internal,
+    the node calls itself ip-10-0-1-5)."""
+    if said == recorded:
+        return True
+    return field == "hostname" and said.lower() == recorded.split(".", 1)[0].lower()

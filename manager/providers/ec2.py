@@ -106,14 +106,14 @@ class Ec2Provider:
             raise ProviderError(
                 f"no instance type configured for {spec.cores} cores / {spec.memory_bytes} bytes; "
                 f"add it to [ec2] instance_types (configured: {models})", retryable=False)
-        if len(spec.join_tokens) != count:
+        if len(spec.join_tokens) < count:
             raise ProviderError(f"{count} node(s) need {count} join token(s), got {len(spec.join_tokens)}",
                                 retryable=False)
         # One RunInstances per node: each boots with its own one-time join token in its user-data.
         # All-or-nothing still holds: a failure part-way terminates the instances already launched.
         instance_ids: builtins.list[str] = []
         try:
-            for token in spec.join_tokens:
+            for token in spec.join_tokens[:count]:
                 instance_ids += await self._launch(self._run_instances_request(1, spec, instance_type, token))
             await asyncio.to_thread(self._wait_running, instance_ids)
             described = {n.node_id: n for n in await asyncio.to_thread(self._describe, instance_ids)}

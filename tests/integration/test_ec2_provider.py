@@ -88,7 +88,9 @@ def make_provider(aws: Aws, cluster_id: str, **overrides: Any) -> Ec2Provider:
 
 def make_spec(cluster_id: str, *, spot: bool = False, cores: int = 4) -> NodeSpec:
     return NodeSpec(cluster_id=cluster_id, cores=cores, memory_bytes=cores * 4 * GIB, scratch_bytes=100 * GIB,
-                    manager_address="10.0.1.10:50051", cluster_token="s3cret-token", spot=spot,
+                    manager_address="10.0.1.10:50051",
+                    join_tokens=("bcj_s3cret-token", "bcj_second-token", "bcj_third-token"),
+                    ca_cert_pem="CA-PEM", spot=spot,
                     labels={"workspace": "ws-42"})
 
 
@@ -154,8 +156,8 @@ def test_user_data_joins_the_member_to_its_manager(aws: Aws, cid: str) -> None:
     nodes = asyncio.run(make_provider(aws, cid).create(1, make_spec(cid)))
     raw = aws.client.describe_instance_attribute(InstanceId=nodes[0].node_id, Attribute="userData")
     data = parse(base64.b64decode(raw["UserData"]["Value"]).decode())
-    assert (data.role, data.cluster_id, data.manager_address, data.cluster_token) == (
-        "member", cid, "10.0.1.10:50051", "s3cret-token")
+    assert (data.role, data.cluster_id, data.manager_address, data.join_token, data.ca_cert) == (
+        "member", cid, "10.0.1.10:50051", "bcj_s3cret-token", "CA-PEM")
     assert (data.cores, data.memory_bytes, data.scratch_bytes) == (4, 16 * GIB, 100 * GIB)
     assert data.labels == {"workspace": "ws-42"}
 
