@@ -105,7 +105,10 @@ class ManagerSession:
             log.warning("join token names another member id than --node-id; using the manager's",
                         configured=self._config.node_id, member=response.member_id)
         write_private(path, (response.credential + "\n").encode(), 0o600)
-        self._config.join_token_file.unlink(missing_ok=True)  # spent: nothing to steal any more
+        try:
+            self._config.join_token_file.unlink(missing_ok=True)  # spent: nothing to steal any more
+        except OSError as exc:
+            log.warning("spent join token not removed", path=str(self._config.join_token_file), error=str(exc))
         self.member_id = response.member_id
         log.info("joined the cluster", member=response.member_id, credential=str(path))
         return response.credential
