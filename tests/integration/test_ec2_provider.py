@@ -162,6 +162,17 @@ def test_user_data_joins_the_member_to_its_manager(aws: Aws, cid: str) -> None:
     assert data.labels == {"workspace": "ws-42"}
 
 
+def test_each_member_gets_its_own_one_time_join_token(aws: Aws, cid: str) -> None:
+    nodes = asyncio.run(make_provider(aws, cid).create(2, make_spec(cid)))
+    tokens = []
+    for node in nodes:  # returned in join-token order
+        raw = aws.client.describe_instance_attribute(InstanceId=node.node_id, Attribute="userData")
+        text = base64.b64decode(raw["UserData"]["Value"]).decode()
+        tokens.append(parse(text).join_token)
+        assert "cluster_token" not in text
+    assert tokens == ["bcj_s3cret-token", "bcj_second-token"]
+
+
 def test_every_instance_is_tagged_at_launch(aws: Aws, cid: str) -> None:
     nodes = asyncio.run(make_provider(aws, cid).create(2, make_spec(cid)))
     for instance in live_instances(aws, cid):
@@ -234,7 +245,7 @@ def test_throttled_launch_is_retried_without_duplicates(aws: Aws, cid: str) -> N
 
     provider.client.meta.events.register("before-call.ec2.RunInstances", throttle_twice)
     nodes = asyncio.run(provider.create(2, make_spec(cid)))
-    assert len(calls) == 3
+    assert len(calls) == 4  # two throttled, then one RunInstances per node (each with its own join token)
     assert sorted(i["InstanceId"] for i in live_instances(aws, cid)) == sorted(n.node_id for n in nodes)
 
 
