@@ -15,6 +15,7 @@ from manager.convert import capacity_from_pb, mount_report_from_pb, mount_spec_t
 from manager.core import ClusterManager
 from manager.credentials import CredentialRefused
 from manager.errors import RequestError
+from manager.identity import GONE
 from manager.interceptors import current_principal
 from manager.registry import HeartbeatData, NodeRegistration
 from manager.sessions import AgentSession, SessionBusy
@@ -32,6 +33,10 @@ class AgentService(agent_pb2_grpc.ManagerServiceServicer):
 
     async def Join(self, request: agent_pb2.JoinRequest, context: aio.ServicerContext) -> agent_pb2.JoinResponse:
         principal = current_principal()
+        record = self._manager.registry.get(principal.name) if principal.name else None
+        if record is not None and record.state in GONE:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"member {principal.name} is {record.state.value.lower()}: its join token is void")
         try:
             member_id, credential = self._manager.credentials.redeem_join_token(self._bearer(context))
         except CredentialRefused as exc:
