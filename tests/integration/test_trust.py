@@ -268,3 +268,15 @@ def test_unknown_enum_value_is_invalid_argument(plane: ControlPlane) -> None:
                 cluster_pb2.CreateMountRequest(spec=spec), metadata=bearer(plane.user_token.read_text().strip()),
                 timeout=5)
     assert code_of(create) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_members_are_bounded_by_the_hard_limit(plane: ControlPlane) -> None:
+    live = sum(1 for state in plane.states().values() if state != "TERMINATED")
+    limit = 50
+    for index in range(limit - live):
+        plane.trust.enrol(plane.address, f"filler-{index:02d}", hostname=f"filler-{index:02d}", ip="")
+    with pytest.raises(grpc.RpcError) as refused:
+        plane.trust.enrol(plane.address, "one-too-many", hostname="one-too-many", ip="")
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+    assert "hard limit" in refused.value.details()  # type: ignore[attr-defined]
+    assert "one-too-many" not in plane.states()
