@@ -280,3 +280,30 @@ def test_members_are_bounded_by_the_hard_limit(plane: ControlPlane) -> None:
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
     assert "hard limit" in refused.value.details()  # type: ignore[attr-defined]
     assert "one-too-many" not in plane.states()
+
+
+def test_server_caps_concurrent_rpcs_and_streams(tmp_path: Path) -> None:
+    cp = ControlPlane(tmp_path, extra_manager_args=["--hard-limit", "1", "--max", "1",
+                                                       "--max-concurrent-rpcs", "2"])
+    cp.start_manager()
+    try:
+        wait_until(cp._manager_answers, 15, "the manager serving")
+        admin = bearer(cp.user_token.read_text().strip())
+
+        async def probe() -> grpc.StatusCode:
+            async with cp.trust.aio_channel(cp.address) as channel:
+                stub = cluster_pb2_grpc.ClusterServiceStub(channel)
+                held = [stub.WatchEvents(cluster_pb2.WatchEventsRequest(), metadata=admin) for _ in range(2)]
+                await asyncio.sleep(0.5)  # both streams are open and idle on the server
+                try:
+                    await stub.GetStatus(cluster_pb2.GetStatusRequest(), metadata=admin, timeout=5)
+                    return grpc.StatusCode.OK
+                except aio.AioRpcError as exc:
+                    return exc.code()
+                finally:
+                    for call in held:
+                        call.cancel()
+        assert asyncio.run(probe()) == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert cp.ctl("cluster", "status").returncode == 0  # room again once the streams are gone
+    finally:
+        cp.shutdown()
