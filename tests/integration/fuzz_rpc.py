@@ -17,7 +17,6 @@ from google.protobuf.message import Message
 from grpc import aio
 from hypothesis import strategies as st
 
-from common.auth import write_new_token
 from common.tls import channel_credentials, server_credentials
 from manager.authz import Role
 from manager.config import ManagerConfig
@@ -145,4 +144,4 @@ async def in_process_manager(root: Path) -> AsyncIterator[InProcessManager]:
         store.close()
 
 
-__all__ = ["InProcessManager", "in_process_manager", "messages", "write_new_token"]
+__all__ = ["InProcessManager", "in_process_manager", "messages"]
