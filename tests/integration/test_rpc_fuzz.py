@@ -191,14 +191,15 @@ def fuzz_unary(served: Served, service: Any, method: str, credential: str, total
 def fuzz_connect(served: Served, total: int) -> Counter[str]:
     event = messages(agent_pb2.AgentEvent.DESCRIPTOR)
     hello = agent_pb2.AgentEvent(hello=agent_pb2.Hello(member_id="fuzz-member")).SerializeToString()
-    stream = st.one_of(st.lists(event.map(lambda m: m.SerializeToString()), min_size=1, max_size=BATCH)
+    per_stream = BATCH // 2  # at least this many events a stream, so max_examples streams carry `total`
+    stream = st.one_of(st.lists(event.map(lambda m: m.SerializeToString()), min_size=per_stream, max_size=BATCH)
                        .map(lambda events: [hello, *events]),
                        st.lists(st.one_of(event.map(lambda m: m.SerializeToString()), st.binary(max_size=80)),
-                                min_size=1, max_size=BATCH))
+                                min_size=per_stream, max_size=BATCH))
     seen: Counter[str] = Counter()
     sent = 0
 
-    @settings(max_examples=max(1, total // (BATCH // 2)), deadline=None, database=None,
+    @settings(max_examples=max(1, -(-total // per_stream)), deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(stream)
     def run(events: list[bytes]) -> None:
