@@ -307,3 +307,18 @@ def test_server_caps_concurrent_rpcs_and_streams(tmp_path: Path) -> None:
         assert cp.ctl("cluster", "status").returncode == 0  # room again once the streams are gone
     finally:
         cp.shutdown()
+
+
+def test_unauthenticated_calls_are_refused_before_their_body_is_parsed(plane: ControlPlane) -> None:
+    async def garbage(credential: str) -> grpc.StatusCode:
+        async with plane.trust.aio_channel(plane.address) as channel:
+            raw = channel.unary_unary("/bench.v1.ClusterService/Scale", request_serializer=lambda b: b,
+                                      response_deserializer=lambda b: b)
+            try:
+                await raw(b"\xff\xff\xff\xff\x0f", metadata=bearer(credential), timeout=5)
+            except aio.AioRpcError as exc:
+                return exc.code()
+        return grpc.StatusCode.OK
+    # with a valid credential the body is parsed (and found malformed); without one it never is
+    assert asyncio.run(garbage(plane.user_token.read_text().strip())) == grpc.StatusCode.INVALID_ARGUMENT
+    assert asyncio.run(garbage("bcu_" + "z" * 43)) == grpc.StatusCode.UNAUTHENTICATED
