@@ -275,6 +275,7 @@ def test_every_rpc_answers_fuzzed_requests_with_proper_codes(served: Served) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~190,000 requests over TLS: several minutes on a 2-core machine
 def test_ten_thousand_fuzzed_requests_per_rpc(served: Served) -> None:
     results = fuzz_everything(served, per_rpc=10_000)
     for method, seen in results.items():
