@@ -215,7 +215,7 @@ def repair(paths: ClusterPaths, console: Console) -> None:
     address = f"127.0.0.1:{config.grpc_port}"
     user_token = _client_credential(paths)
     _wait_for_manager(address, user_token, paths, log_start)
-    members = [m for m in list_members(address, user_token) if m.role == "member"]
+    members = [m for m in list_members(address, user_token, paths.ca_cert) if m.role == "member"]
     summary = ", ".join(f"{m.hostname or m.member_id} {m.state}" for m in members) or "no members"
     if outcome.changed or not had_qmaster:
         console.print(f"[green]✓[/] repaired: started {', '.join(outcome.started) or 'nothing else'}; "
@@ -225,7 +225,8 @@ def repair(paths: ClusterPaths, console: Console) -> None:
 
 
 def _client_credential(paths: ClusterPaths) -> str:
-    return paths.user_token.read_text().strip()
+    """root's administrator credential, made by `up` (0600, root only)."""
+    return paths.admin_credential.read_text().strip()
 
 
 def _log_size(path: Path) -> int:
