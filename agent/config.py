@@ -21,7 +21,10 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class AgentConfig:
     manager: str = "127.0.0.1:50051"
-    token_file: Path = Path("/etc/bench/agent.token")
+    ca_file: Path = Path("/etc/bench/tls/ca.crt")  # the cluster CA: the only trust root for the manager
+    # The member's own credential; made at first start by exchanging the one-time join token.
+    credential_file: Path = Path("/var/lib/bench-agent/credential")
+    join_token_file: Path = Path("/etc/bench/join.token")
     node_id: str = ""  # default: the hostname
     role: str = "member"
     state_dir: Path = Path("/var/lib/bench-agent")
@@ -60,14 +63,16 @@ class AgentConfig:
             raise ConfigError("invalid agent configuration:\n  - " + "\n  - ".join(problems))
 
 
-_PATHS = {"token_file", "state_dir", "scratch_dir", "data_root"}
+_PATHS = {"ca_file", "credential_file", "join_token_file", "state_dir", "scratch_dir", "data_root"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--config", type=Path, help="TOML file with the settings below (flat keys)")
     a("--manager", help="HOST:PORT of bench-manager")
-    a("--token-file", type=Path, help="file holding the cluster (agent) token")
+    a("--ca-file", type=Path, help="cluster CA certificate the manager's certificate must chain to")
+    a("--credential-file", type=Path, help="this member's credential (written at first start from the join token)")
+    a("--join-token-file", type=Path, help="one-time join token, exchanged for the credential at first start")
     a("--node-id", help="stable node identity (default: hostname)")
     a("--role", choices=["member", "manager"])
     a("--state-dir", type=Path)

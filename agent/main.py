@@ -14,18 +14,18 @@ from agent.config import AgentConfig, add_arguments, config_from_args
 from agent.mounts import MountManager
 from agent.session import VERSION, ManagerSession
 from common import sdnotify
-from common.auth import CredentialError, read_token_file
 from common.daemon import cancel_and_wait, install_stop_signals, run_daemon, watchdog_loop
 from common.logging import get_logger
+from common.tls import TlsError, channel_credentials
 
 log = get_logger("bench-agent")
 
 
 async def run(config: AgentConfig) -> int:
     try:
-        token = read_token_file(config.token_file)
+        tls = channel_credentials(config.ca_file)
         config.state_dir.mkdir(parents=True, exist_ok=True)
-    except (CredentialError, OSError) as exc:
+    except (TlsError, OSError) as exc:
         log.error("cannot start", error=str(exc))
         return 2
     stop = asyncio.Event()
@@ -54,7 +54,7 @@ async def run(config: AgentConfig) -> int:
         asyncio.get_running_loop().create_task(health_servicer.set("", status))
         sdnotify.notify(f"STATUS={'connected to' if connected else 'reconnecting to'} {config.manager}")
 
-    session = ManagerSession(config, token, mounts, handler, on_connected)
+    session = ManagerSession(config, tls, mounts, handler, on_connected)
     tasks = [asyncio.create_task(session.run(stop), name="session"),
              asyncio.create_task(watchdog_loop(stop), name="watchdog")]
     if config.spot_metadata_url:

@@ -1,6 +1,10 @@
 """The agent's side of the manager connection: register, then one bidirectional stream carrying
 heartbeats and command results up and commands down. Reconnects on any failure with exponential
 backoff and jitter, capped, forever: a node must rejoin a restarted manager without an operator.
+
+Every channel is TLS, trusting only the cluster CA (a manager whose certificate does not chain to it
+fails the handshake). At first start the member has only a one-time join token: it exchanges it
+(Join) for its own credential, written with mode 0600 from the start, and never uses the token again.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from agent import capacity
 from agent.commands import CommandHandler, report_to_pb
 from agent.config import AgentConfig
 from agent.mounts import MountManager
-from common.auth import bearer
+from common.auth import CredentialError, bearer, read_token_file
 from common.daemon import wait_for_stop
 from common.logging import get_logger
+from common.tls import write_private
 from protos.bench.v1 import agent_pb2, agent_pb2_grpc
 
 log = get_logger("agent-session")
@@ -38,10 +43,11 @@ OPERATOR_ERRORS = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_D
 
 
 class ManagerSession:
-    def __init__(self, config: AgentConfig, token: str, mounts: MountManager, handler: CommandHandler,
-                 on_connected: Callable[[bool], None] = lambda _: None) -> None:
+    def __init__(self, config: AgentConfig, tls: grpc.ChannelCredentials, mounts: MountManager,
+                 handler: CommandHandler, on_connected: Callable[[bool], None] = lambda _: None) -> None:
         self._config = config
-        self._metadata = bearer(token)
+        self._tls = tls
+        self._metadata: tuple[tuple[str, str], ...] = ()
         self._mounts = mounts
         self._handler = handler
         self._on_connected = on_connected
@@ -50,7 +56,8 @@ class ManagerSession:
 
     def node_info(self) -> agent_pb2.NodeInfo:
         hostname, ip = capacity.node_address(self._config)
-        return agent_pb2.NodeInfo(node_id=self._config.node_id or hostname, hostname=hostname, ip=ip,
+        # An empty node_id lets the manager take it from the credential (the member id it was issued for).
+        return agent_pb2.NodeInfo(node_id=self.member_id, hostname=hostname, ip=ip,
                                   agent_version=VERSION, capacity=capacity.measure(self._config),
                                   role=self._config.role)
 
@@ -68,8 +75,11 @@ class ManagerSession:
             try:
                 async for attempt in retrying:
                     with attempt:
-                        async with aio.insecure_channel(self._config.manager, options=CHANNEL_OPTIONS) as channel:
-                            await self._session(agent_pb2_grpc.ManagerServiceStub(channel), stop)
+                        async with aio.secure_channel(self._config.manager, self._tls,
+                                                      options=CHANNEL_OPTIONS) as channel:
+                            stub = agent_pb2_grpc.ManagerServiceStub(channel)
+                            self._metadata = bearer(await self._credential(stub))
+                            await self._session(stub, stop)
             except SessionDropped as exc:
                 log.warning("manager session dropped; reconnecting", reason=str(exc))
             except (aio.AioRpcError, OSError):
@@ -77,6 +87,31 @@ class ManagerSession:
                     raise
             finally:
                 self._on_connected(False)
+
+    async def _credential(self, stub: agent_pb2_grpc.ManagerServiceStub) -> str:
+        """This member's credential: from its file, or (first start) by redeeming the join token."""
+        path = self._config.credential_file
+        try:
+            return read_token_file(path)
+        except CredentialError:
+            if path.exists():
+                raise
+        try:
+            join_token = read_token_file(self._config.join_token_file)
+        except CredentialError as exc:
+            raise CredentialMissing(f"no credential at {path} and no join token: {exc}") from None
+        response = await stub.Join(agent_pb2.JoinRequest(), metadata=bearer(join_token), timeout=10)
+        if self._config.node_id and response.member_id != self._config.node_id:
+            log.warning("join token names another member id than --node-id; using the manager's",
+                        configured=self._config.node_id, member=response.member_id)
+        write_private(path, (response.credential + "\n").encode(), 0o600)
+        try:
+            self._config.join_token_file.unlink(missing_ok=True)  # spent: nothing to steal any more
+        except OSError as exc:
+            log.warning("spent join token not removed", path=str(self._config.join_token_file), error=str(exc))
+        self.member_id = response.member_id
+        log.info("joined the cluster", member=response.member_id, credential=str(path))
+        return response.credential
 
     async def _session(self, stub: agent_pb2_grpc.ManagerServiceStub, stop: asyncio.Event) -> None:
         registration = await stub.Register(self.node_info(), metadata=self._metadata, timeout=10)
@@ -135,6 +170,10 @@ class ManagerSession:
                                    mounts=[report_to_pb(r) for r in self._mounts.reports()],
                                    draining=self._handler.draining, agent_version=VERSION,
                                    sent_at_unix=time.time())
+
+
+class CredentialMissing(OSError):
+    """Neither a credential nor a join token: retried (an operator may still provide one)."""
 
 
 class SessionDropped(Exception):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
 from common.auth import bearer
+from common.tls import channel_credentials
 from protos.bench.v1 import cluster_pb2, cluster_pb2_grpc
 
 RPC_TIMEOUT_S = 5.0
@@ -25,11 +27,11 @@ class RegistryUnavailable(Exception):
     pass
 
 
-def list_members(address: str, user_token: str) -> list[RegistryMember]:
+def list_members(address: str, credential: str, ca_file: Path) -> list[RegistryMember]:
     try:
-        with grpc.insecure_channel(address) as channel:
+        with grpc.secure_channel(address, channel_credentials(ca_file)) as channel:
             stub = cluster_pb2_grpc.ClusterServiceStub(channel)
-            response = stub.ListMembers(cluster_pb2.ListMembersRequest(), metadata=bearer(user_token),
+            response = stub.ListMembers(cluster_pb2.ListMembersRequest(), metadata=bearer(credential),
                                         timeout=RPC_TIMEOUT_S)
     except grpc.RpcError as exc:
         code = exc.code() if isinstance(exc, grpc.Call) else None

@@ -26,12 +26,21 @@ class ClusterPaths:
     root: Path
 
     @property
-    def agent_token(self) -> Path:
-        return self.root / "agent.token"
+    def tls_dir(self) -> Path:
+        return self.root / "tls"
 
     @property
-    def user_token(self) -> Path:
-        return self.root / "user.token"
+    def ca_cert(self) -> Path:
+        return self.tls_dir / "ca.crt"
+
+    @property
+    def host_agent_credential(self) -> Path:
+        return self.root / "manager-agent.credential"
+
+    @property
+    def admin_credential(self) -> Path:
+        """User root's credential (administrator), readable by root only."""
+        return self.root / "root.credential"
 
     @property
     def client_config(self) -> Path:

@@ -46,8 +46,8 @@ def collect(paths: ClusterPaths) -> dict[str, Any]:
     registry_error = ""
     registered = {}
     try:
-        registered = {m.member_id: m for m in list_members(address, read_token_file(paths.user_token))
-                      if m.role == "member"}
+        credential = read_token_file(paths.admin_credential)
+        registered = {m.member_id: m for m in list_members(address, credential, paths.ca_cert) if m.role == "member"}
     except (RegistryUnavailable, CredentialError) as exc:
         registry_error = str(exc)
     nodes = {n.node_id: n for n in asyncio.run(LocalProvider(config.cluster_id, paths.root).list())}

@@ -23,6 +23,7 @@ from benchcluster.registry import RegistryMember, RegistryUnavailable, list_memb
 from benchcluster.state import ClusterPaths, host_processes
 from common import imdsguard
 from common.auth import write_new_token
+from common.tls import create_ca, issue_server_cert
 from manager.providers import netns
 from manager.providers.local_config import CONFIG_NAME, LocalClusterConfig
 from manager.sge.parse import parse_qhost
@@ -70,7 +71,10 @@ def manager_argv(paths: ClusterPaths, config: LocalClusterConfig, options: UpOpt
         str(Path(sys.executable).parent / "bench-manager"),
         "--listen", f"127.0.0.1:{options.port}", "--listen", config.manager_address,
         "--db", str(paths.manager_db), "--cluster-id", config.cluster_id,
-        "--agent-token-file", str(paths.agent_token), "--user-token-file", str(paths.user_token),
+        "--tls-cert-file", str(paths.tls_dir / "manager.crt"), "--tls-key-file", str(paths.tls_dir / "manager.key"),
+        "--tls-ca-file", str(paths.ca_cert), "--host-agent-id", "manager",
+        "--host-agent-credential-file", str(paths.host_agent_credential),
+        "--admin-credential-file", str(paths.admin_credential),
         "--provider", "local", "--local-state-root", str(paths.root),
         "--sge-root", config.sge_root, "--sge-cell", config.sge_cell, "--data-root", config.data_root,
         "--mode", options.mode, "--member-cores", str(options.cores),
@@ -97,19 +101,33 @@ def manager_argv(paths: ClusterPaths, config: LocalClusterConfig, options: UpOpt
 def host_agent_argv(paths: ClusterPaths, config: LocalClusterConfig, options: UpOptions) -> list[str]:
     return [
         str(Path(sys.executable).parent / "bench-agent"), "--manager", f"127.0.0.1:{options.port}",
-        "--token-file", str(paths.agent_token), "--node-id", "manager", "--role", "manager",
+        "--ca-file", str(paths.ca_cert), "--credential-file", str(paths.host_agent_credential),
+        "--join-token-file", str(paths.root / "manager-agent.join-token"), "--node-id", "manager", "--role", "manager",
         "--state-dir", str(paths.host_agent_state), "--scratch-dir", str(paths.root / "manager-scratch"),
         "--data-root", config.data_root, "--log-format", "json",
     ]
 
 
 def write_client_config(paths: ClusterPaths, port: int) -> None:
-    paths.client_config.write_text(f'manager = "127.0.0.1:{port}"\ntoken_file = "{paths.user_token}"\n')
+    """Readable by every user (address and CA are public); the admin credential it names is root's only."""
+    paths.client_config.write_text(f'manager = "127.0.0.1:{port}"\nca_file = "{paths.ca_cert}"\n'
+                                   f'admin_credential_file = "{paths.admin_credential}"\n')
+    paths.client_config.chmod(0o644)
 
 
-def observe(address: str, token: str, install: sge_setup.SgeInstall) -> Readiness:
+def prepare_trust(paths: ClusterPaths, config: LocalClusterConfig) -> str:
+    """The cluster CA, the manager's certificate (loopback, bridge address and host name as SANs), the
+    manager node agent's credential and root's administrator credential; returns root's credential."""
+    ca = create_ca(paths.tls_dir, config.cluster_id)
+    paths.tls_dir.chmod(0o755)  # ca.crt is public; the keys inside are 0600
+    issue_server_cert(ca, paths.tls_dir, ["127.0.0.1", config.manager_ip, "localhost", socket.gethostname()])
+    write_new_token(paths.host_agent_credential, "bcm_")
+    return write_new_token(paths.admin_credential, "bcu_")
+
+
+def observe(address: str, token: str, install: sge_setup.SgeInstall, ca: Path) -> Readiness:
     try:
-        members = [m for m in list_members(address, token) if m.role == "member"]
+        members = [m for m in list_members(address, token, ca) if m.role == "member"]
         error = ""
     except RegistryUnavailable as exc:
         members, error = [], str(exc)
@@ -138,7 +156,6 @@ def up(paths: ClusterPaths, options: UpOptions, console: Console) -> None:
     paths.root.mkdir(parents=True, exist_ok=True)
     config = LocalClusterConfig(
         cluster_id=options.cluster_id, manager_hostname=socket.gethostname(), grpc_port=options.port,
-        agent_token_file=str(paths.agent_token),
         min_scratch_bytes=16 * 1024**2 if options.allow_small_scratch else 1_000_000_000,
         spot_metadata_url=options.spot_metadata_url)
     config.save(paths.root)
@@ -165,8 +182,7 @@ def up(paths: ClusterPaths, options: UpOptions, console: Console) -> None:
     data_root = Path(config.data_root)
     for sub in ("project", "mounts", "logs"):
         (data_root / sub).mkdir(parents=True, exist_ok=True)
-    write_new_token(paths.agent_token)
-    user_token = write_new_token(paths.user_token)
+    user_token = prepare_trust(paths, config)
 
     log_start = _log_size(paths.manager_log)
     daemons.start(paths, "manager", manager_argv(paths, config, options), paths.manager_log)
@@ -208,7 +224,7 @@ def repair(paths: ClusterPaths, console: Console) -> None:
     address = f"127.0.0.1:{config.grpc_port}"
     user_token = _client_credential(paths)
     _wait_for_manager(address, user_token, paths, log_start)
-    members = [m for m in list_members(address, user_token) if m.role == "member"]
+    members = [m for m in list_members(address, user_token, paths.ca_cert) if m.role == "member"]
     summary = ", ".join(f"{m.hostname or m.member_id} {m.state}" for m in members) or "no members"
     if outcome.changed or not had_qmaster:
         console.print(f"[green]✓[/] repaired: started {', '.join(outcome.started) or 'nothing else'}; "
@@ -218,7 +234,8 @@ def repair(paths: ClusterPaths, console: Console) -> None:
 
 
 def _client_credential(paths: ClusterPaths) -> str:
-    return paths.user_token.read_text().strip()
+    """root's administrator credential, made by `up` (0600, root only)."""
+    return paths.admin_credential.read_text().strip()
 
 
 def _log_size(path: Path) -> int:
@@ -249,7 +266,7 @@ def _wait_for_manager(address: str, token: str, paths: ClusterPaths, log_start: 
             raise UpFailed(f"bench-manager crashed while starting ({crash.split(': ', 1)[-1]}); its log "
                            f"({paths.manager_log}) ends with:\n{_log_tail(paths.manager_log)}")
         try:
-            list_members(address, token)
+            list_members(address, token, paths.ca_cert)
             return
         except RegistryUnavailable as exc:
             last_error = str(exc)
@@ -261,7 +278,7 @@ def _wait_for_manager(address: str, token: str, paths: ClusterPaths, log_start: 
 def _wait_for_members(address: str, token: str, install: sge_setup.SgeInstall, wanted: int, timeout_s: float,
                       paths: ClusterPaths, console: Console, log_start: int) -> None:
     deadline = time.monotonic() + timeout_s
-    state = observe(address, token, install)
+    state = observe(address, token, install, paths.ca_cert)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
@@ -274,7 +291,7 @@ def _wait_for_members(address: str, token: str, install: sge_setup.SgeInstall, w
             if time.monotonic() > deadline:
                 raise UpFailed(_missing_report(state, wanted, timeout_s, paths))
             time.sleep(POLL_S)
-            state = observe(address, token, install)
+            state = observe(address, token, install, paths.ca_cert)
             progress.update(task, completed=min(wanted, len(state.ready_in_sge)))
     console.print(f"[green]✓[/] {wanted} member(s) READY: "
                   + ", ".join(f"{m.hostname} ({m.ip})" for m in state.ready_in_sge[:wanted]))

@@ -1,5 +1,6 @@
 """The two servers `benchmarks/heartbeats.py` measures, each a real subprocess on loopback:
-bench-manager (temp state dir, fresh tokens, no SGE, no provider) and the grpc.aio echo baseline.
+bench-manager (temp state dir, its own cluster CA and administrator credential, no SGE, no provider;
+TLS on, or plaintext for the TLS-cost comparison) and the grpc.aio echo baseline.
 
 Both are stopped (SIGTERM, then SIGKILL after a timeout) when their context exits, also on Ctrl-C.
 They stay in the benchmark's process group, so whatever signals or kills that group (a terminal's
@@ -19,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 from grpc import aio
@@ -26,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from common.auth import write_new_token
+from common.tls import channel_credentials, create_ca, issue_server_cert
 
 VENV_BIN = Path(sys.executable).parent
 ECHO_SERVER = Path(__file__).resolve().parent / "echo_server.py"
@@ -49,9 +52,14 @@ class ServerFailed(Exception):
 class RunningServer:
     pid: int
     address: str
-    agent_token: str
-    user_token: str
+    admin_credential: str  # root, administrator: enrols the simulated agents, reads the registry
+    ca_file: Path | None  # None: plaintext
     log_path: Path
+
+    def channel(self, options: list[tuple[str, Any]] | None = None) -> aio.Channel:
+        if self.ca_file is None:
+            return aio.insecure_channel(self.address, options=options)
+        return aio.secure_channel(self.address, channel_credentials(self.ca_file), options=options)
 
 
 def _free_port() -> int:
@@ -80,9 +88,12 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
         await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
 
 
-async def _wait_serving(address: str, proc: asyncio.subprocess.Process, log_path: Path) -> None:
+async def _wait_serving(address: str, proc: asyncio.subprocess.Process, log_path: Path,
+                        ca_file: Path | None = None) -> None:
     """Poll the standard health service until SERVING; fail fast if the process exits."""
-    async with aio.insecure_channel(address) as channel:
+    channel_of = (lambda: aio.secure_channel(address, channel_credentials(ca_file))) if ca_file else \
+        (lambda: aio.insecure_channel(address))
+    async with channel_of() as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         async for attempt in AsyncRetrying(wait=wait_exponential_jitter(initial=0.05, max=1.0),
                                            stop=stop_after_delay(START_TIMEOUT_S),
@@ -98,11 +109,18 @@ async def _wait_serving(address: str, proc: asyncio.subprocess.Process, log_path
 
 
 @contextlib.asynccontextmanager
-async def bench_manager(work_dir: Path, heartbeat_interval_s: float,
-                        announce: Announce = _silent) -> AsyncIterator[RunningServer]:
-    """A real bench-manager: own SQLite file, tokens and data root; LOST detection pushed out of the way."""
-    agent_token_file, user_token_file = work_dir / "agent.token", work_dir / "user.token"
-    agent_token, user_token = write_new_token(agent_token_file), write_new_token(user_token_file)
+async def bench_manager(work_dir: Path, heartbeat_interval_s: float, announce: Announce = _silent,
+                        tls: bool = True, max_members: int = 1000) -> AsyncIterator[RunningServer]:
+    """A real bench-manager: own SQLite file, CA, credentials and data root; LOST detection pushed out
+    of the way; the hard limit raised so every simulated agent can be enrolled."""
+    tls_dir = work_dir / "tls"
+    ca = create_ca(tls_dir, "heartbeat-bench")
+    issue_server_cert(ca, tls_dir, [LOOPBACK])
+    admin_file = work_dir / "root.credential"
+    admin_credential = write_new_token(admin_file, "bcu_")
+    trust_args = ["--insecure-plaintext"] if not tls else [
+        "--tls-cert-file", str(tls_dir / "manager.crt"), "--tls-key-file", str(tls_dir / "manager.key"),
+        "--tls-ca-file", str(ca.cert)]
     data_root = work_dir / "data"
     (data_root / "mounts").mkdir(parents=True, exist_ok=True)
     address = f"{LOOPBACK}:{_free_port()}"
@@ -110,17 +128,19 @@ async def bench_manager(work_dir: Path, heartbeat_interval_s: float,
     # The benchmark measures load, not liveness: no member may turn LOST because the client lagged.
     lost_after_s = max(3600.0, heartbeat_interval_s * 10)
     argv = [str(VENV_BIN / "bench-manager"), "--listen", address, "--db", str(work_dir / "state.db"),
-            "--agent-token-file", str(agent_token_file), "--user-token-file", str(user_token_file),
-            "--no-sge", "--provider", "none", "--data-root", str(data_root), "--lost-after", str(lost_after_s),
+            *trust_args, "--admin-credential-file", str(admin_file),
+            "--host-agent-credential-file", str(work_dir / "no-host-agent"),
+            "--hard-limit", str(max(50, min(max_members, 1000))), "--no-sge", "--provider", "none",
+            "--data-root", str(data_root), "--lost-after", str(lost_after_s),
             "--heartbeat-interval", str(heartbeat_interval_s), "--log-format", "json"]
     with log_path.open("ab") as log:
         proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=log,
                                                     stderr=asyncio.subprocess.STDOUT)
     try:
         announce(f"started bench-manager (pid {proc.pid}), waiting for it to serve on {address}; log {log_path}")
-        await _wait_serving(address, proc, log_path)
-        announce(f"bench-manager serving on {address} (pid {proc.pid})")
-        yield RunningServer(proc.pid, address, agent_token, user_token, log_path)
+        await _wait_serving(address, proc, log_path, ca.cert if tls else None)
+        announce(f"bench-manager serving on {address} ({'TLS' if tls else 'plaintext'}, pid {proc.pid})")
+        yield RunningServer(proc.pid, address, admin_credential, ca.cert if tls else None, log_path)
     finally:
         await _stop(proc)
 
@@ -145,7 +165,7 @@ async def echo_server(work_dir: Path, announce: Announce = _silent) -> AsyncIter
             raise ServerFailed(f"echo server failed to start (said {line!r}); log {log_path}:\n{_log_tail(log_path)}")
         address = f"{LOOPBACK}:{words[1]}"
         announce(f"echo server serving on {address} (pid {proc.pid})")
-        yield RunningServer(proc.pid, address, "", "", log_path)
+        yield RunningServer(proc.pid, address, "", None, log_path)
     finally:
         await _stop(proc)
 

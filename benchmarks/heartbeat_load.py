@@ -20,6 +20,7 @@ import math
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,7 +29,7 @@ from grpc import aio
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from common.auth import bearer
-from protos.bench.v1 import agent_pb2, agent_pb2_grpc, types_pb2
+from protos.bench.v1 import agent_pb2, agent_pb2_grpc, cluster_pb2, cluster_pb2_grpc, types_pb2
 
 AGENTS_PER_CHANNEL = 50
 REGISTER_CONCURRENCY = 64
@@ -57,7 +58,7 @@ class Target(Protocol):
 
     async def register(self, channel: aio.Channel, index: int) -> str: ...
 
-    def open_stream(self, channel: aio.Channel) -> Any: ...
+    def open_stream(self, channel: aio.Channel, member_id: str) -> Any: ...
 
     def answer(self, reply: Any) -> agent_pb2.AgentEvent | None: ...
 
@@ -67,22 +68,32 @@ def node_id(index: int) -> str:
 
 
 class ManagerTarget:
-    """bench-manager's ManagerService: Register, then Connect; every command is acknowledged ok."""
+    """bench-manager's ManagerService, as real members reach it: an administrator enrols each agent
+    (AddNode), the agent redeems its join token (Join) for its own credential, registers, then
+    Connects with that credential; every command is acknowledged ok."""
 
     name = "bench-manager"
 
-    def __init__(self, agent_token: str) -> None:
-        self._metadata = bearer(agent_token)
+    def __init__(self, admin_credential: str, name: str = "bench-manager") -> None:
+        self.name = name
+        self._admin = bearer(admin_credential)
+        self._metadata: dict[str, tuple[tuple[str, str], ...]] = {}
 
     async def register(self, channel: aio.Channel, index: int) -> str:
         stub = agent_pb2_grpc.ManagerServiceStub(channel)
+        enrolled = await cluster_pb2_grpc.ClusterServiceStub(channel).AddNode(
+            cluster_pb2.AddNodeRequest(node_id=node_id(index), hostname=node_id(index), ip="127.0.0.1"),
+            metadata=self._admin, timeout=RPC_TIMEOUT_S)
+        joined = await stub.Join(agent_pb2.JoinRequest(), metadata=bearer(enrolled.join_token), timeout=RPC_TIMEOUT_S)
+        metadata = bearer(joined.credential)
         info = agent_pb2.NodeInfo(node_id=node_id(index), hostname=node_id(index), ip="127.0.0.1",
                                   agent_version=AGENT_VERSION, capacity=CAPACITY, role="member")
-        registration = await stub.Register(info, metadata=self._metadata, timeout=RPC_TIMEOUT_S)
+        registration = await stub.Register(info, metadata=metadata, timeout=RPC_TIMEOUT_S)
+        self._metadata[registration.member_id] = metadata
         return str(registration.member_id)
 
-    def open_stream(self, channel: aio.Channel) -> Any:
-        return agent_pb2_grpc.ManagerServiceStub(channel).Connect(metadata=self._metadata)
+    def open_stream(self, channel: aio.Channel, member_id: str) -> Any:
+        return agent_pb2_grpc.ManagerServiceStub(channel).Connect(metadata=self._metadata[member_id])
 
     def answer(self, reply: Any) -> agent_pb2.AgentEvent | None:
         return agent_pb2.AgentEvent(result=agent_pb2.CommandResult(command_id=reply.command_id, ok=True))
@@ -100,7 +111,7 @@ class EchoTarget:
     async def register(self, channel: aio.Channel, index: int) -> str:
         return node_id(index)
 
-    def open_stream(self, channel: aio.Channel) -> Any:
+    def open_stream(self, channel: aio.Channel, member_id: str) -> Any:
         call = channel.stream_stream(self._method, request_serializer=agent_pb2.AgentEvent.SerializeToString,
                                      response_deserializer=agent_pb2.AgentEvent.FromString)
         return call(metadata=self._metadata)
@@ -133,7 +144,7 @@ class _Session:
 
     def __init__(self, target: Target, channel: aio.Channel, member_id: str, stats: LoadStats) -> None:
         self._target = target
-        self._call = target.open_stream(channel)
+        self._call = target.open_stream(channel, member_id)
         self._member_id = member_id
         self._stats = stats
         self._write_lock = asyncio.Lock()  # grpc.aio allows one write in flight per call
@@ -218,13 +229,14 @@ class LoadSettings:
 class LoadGenerator:
     """Simulated agents against one server address; use as an async context manager (owns the channels)."""
 
-    def __init__(self, target: Target, address: str, settings: LoadSettings) -> None:
+    def __init__(self, target: Target, make_channel: Callable[[list[tuple[str, Any]]], aio.Channel],
+                 settings: LoadSettings) -> None:
         self.target = target
         self.settings = settings
         self.stats = LoadStats()
         self.member_ids: dict[int, str] = {}
         channel_count = math.ceil(settings.agents / AGENTS_PER_CHANNEL)
-        self._channels = [aio.insecure_channel(address, options=CHANNEL_OPTIONS) for _ in range(channel_count)]
+        self._channels = [make_channel(CHANNEL_OPTIONS) for _ in range(channel_count)]
 
     async def __aenter__(self) -> LoadGenerator:
         return self

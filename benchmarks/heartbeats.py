@@ -13,6 +13,11 @@ measured by the same code, one after the other, on the same machine; the ratio i
 `--rounds 2` (or more) each server gets several phases in alternating order (manager, echo, echo,
 manager, ...), each with a fresh server, so drifting background load on the machine weighs on both.
 
+TLS: the manager is measured twice per round, with TLS (as deployed: cluster CA, each simulated agent
+enrolled with AddNode, joined with its one-time token and connected with its own credential) and with
+`--insecure-plaintext`; the "Cost of TLS" table gives TLS / plaintext for the same load (goal: server
+CPU ≤ 1.3x at 1,000 agents).
+
 Figures, for each server:
 - heartbeats/s handled: heartbeats written on sessions the server then ended with OK, divided by the
   time from the first session to the last one closed. A server ends a stream only after reading every
@@ -61,7 +66,6 @@ if __package__ in (None, ""):  # run as `python benchmarks/heartbeats.py`: make 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psutil
-from grpc import aio
 from rich.console import Console
 from rich.table import Table
 
@@ -87,8 +91,9 @@ from benchmarks.heartbeat_load import (
 from common.auth import bearer
 from protos.bench.v1 import cluster_pb2, cluster_pb2_grpc
 
-MAX_AGENTS = 5000
+MAX_AGENTS = 1000  # the manager's hard limit on members (each simulated agent is one)
 MAX_SECONDS = 600.0
+PLAINTEXT_NAME = "bench-manager (plaintext)"
 MAX_ROUNDS = 10
 
 
@@ -99,15 +104,15 @@ def progress(message: str) -> None:
 
 async def members_with_fresh_heartbeat(server: RunningServer, member_ids: set[str], since_unix: float) -> int:
     """How many of our members the manager reports with a last heartbeat at or after `since_unix`."""
-    async with aio.insecure_channel(server.address) as channel:
+    async with server.channel() as channel:
         reply = await cluster_pb2_grpc.ClusterServiceStub(channel).ListMembers(
-            cluster_pb2.ListMembersRequest(), metadata=bearer(server.user_token), timeout=30)
+            cluster_pb2.ListMembersRequest(), metadata=bearer(server.admin_credential), timeout=30)
     return sum(1 for m in reply.members if m.member_id in member_ids and m.last_heartbeat_unix >= since_unix)
 
 
 async def measure(target: Target, server: RunningServer, settings: LoadSettings, check_members: bool,
                   announce: Announce = progress) -> Phase:
-    async with LoadGenerator(target, server.address, settings) as load:
+    async with LoadGenerator(target, server.channel, settings) as load:
         await load.register_all()  # not in the window: it is a one-off per agent
         announce(f"{target.name}: {settings.agents} agents registered; load running for {settings.seconds:g} s")
         server_cpu, client_cpu, machine_cpu = ProcessCpu(server.pid), ProcessCpu(psutil.Process().pid), MachineCpu()
@@ -122,16 +127,24 @@ async def measure(target: Target, server: RunningServer, settings: LoadSettings,
 
 
 async def run(settings: LoadSettings, rounds: int, keep_dir: Path | None,
-              announce: Announce = progress) -> tuple[Figures, Figures]:
-    """`rounds` phases per server, alternating which goes first (A B, B A, ...) so that a change in the
-    machine's other load during the run weighs on both servers alike. Every phase gets a fresh server."""
+              announce: Announce = progress) -> tuple[Figures, Figures, Figures]:
+    """`rounds` phases per server, rotating which goes first (A B C, C B A, ...) so that a change in the
+    machine's other load during the run weighs on all servers alike. Every phase gets a fresh server.
+    The manager runs twice per round: with TLS (as deployed) and plaintext, for the cost of TLS."""
     manager_phases: list[Phase] = []
+    plain_phases: list[Phase] = []
     echo_phases: list[Phase] = []
 
     async def manager_phase(work: Path) -> None:
-        async with bench_manager(work, settings.interval_s, announce) as server:
-            manager_phases.append(await measure(ManagerTarget(server.agent_token), server, settings, True,
+        async with bench_manager(work, settings.interval_s, announce, tls=True, max_members=settings.agents) as server:
+            manager_phases.append(await measure(ManagerTarget(server.admin_credential), server, settings, True,
                                                 announce))
+
+    async def plaintext_phase(work: Path) -> None:
+        async with bench_manager(work, settings.interval_s, announce, tls=False,
+                                 max_members=settings.agents) as server:
+            target = ManagerTarget(server.admin_credential, PLAINTEXT_NAME)
+            plain_phases.append(await measure(target, server, settings, True, announce))
 
     async def echo_phase(work: Path) -> None:
         async with echo_server(work, announce) as server:
@@ -141,13 +154,14 @@ async def run(settings: LoadSettings, rounds: int, keep_dir: Path | None,
 
     with temp_work_dir(keep_dir) as root:
         for number in range(1, rounds + 1):
-            order = [("manager", manager_phase), ("echo", echo_phase)]
+            order = [("manager", manager_phase), ("plaintext", plaintext_phase), ("echo", echo_phase)]
             for name, phase in order if number % 2 else reversed(order):
                 work = Path(root) / f"{name}-r{number}"
                 work.mkdir(exist_ok=True)
                 await phase(work)
     return (Figures.from_phases(ManagerTarget.name, settings.agents, manager_phases),
-            Figures.from_phases(EchoTarget.name, settings.agents, echo_phases))
+            Figures.from_phases(EchoTarget.name, settings.agents, echo_phases),
+            Figures.from_phases(PLAINTEXT_NAME, settings.agents, plain_phases))
 
 
 # report ---------------------------------------------------------------------------------------------
@@ -200,6 +214,25 @@ def print_report(console: Console, settings: LoadSettings, manager: Figures, ech
     console.print(summary)
 
 
+def print_tls_cost(console: Console, tls: Figures, plain: Figures) -> None:
+    r = ratios(tls, plain)
+    table = Table(title="Cost of TLS (ratio = bench-manager with TLS / the same manager plaintext, same run; "
+                        "goal: server CPU ≤ 1.3x)")
+    table.add_column("figure")
+    table.add_column("TLS", justify="right")
+    table.add_column("plaintext", justify="right")
+    table.add_column("ratio", justify="right")
+    table.add_row("heartbeats/s handled", _num(tls.heartbeats_per_s), _num(plain.heartbeats_per_s),
+                  _num(r["heartbeats_per_s"], 2))
+    table.add_row("command round trip p50 (ms)", _num(tls.latency_p50_ms, 2), _num(plain.latency_p50_ms, 2),
+                  _num(r["latency_p50_ms"], 2))
+    table.add_row("server CPU %", _num(tls.server_cpu_percent), _num(plain.server_cpu_percent),
+                  _num(r["server_cpu_percent"], 2))
+    table.add_row("server CPU ms per 1000 heartbeats", _num(tls.server_cpu_ms_per_1k_heartbeats, 2),
+                  _num(plain.server_cpu_ms_per_1k_heartbeats, 2), _num(r["server_cpu_ms_per_1k_heartbeats"], 2))
+    console.print(table)
+
+
 def _bounded(kind: type, low: float, high: float) -> Any:
     def parse(text: str) -> Any:
         try:
@@ -243,15 +276,18 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
     settings = LoadSettings(agents=args.agents, interval_s=args.interval, seconds=args.seconds,
                             session_s=args.session_seconds, seed=args.seed)
     try:
-        manager, echo = await run(settings, args.rounds, args.keep_dir)
+        manager, echo, plain = await run(settings, args.rounds, args.keep_dir)
     except (ServerFailed, RegistrationFailed) as exc:
         console.print(f"[red]heartbeats.py: {exc}[/red]")
         return 2
     print_report(console, settings, manager, echo)
+    print_tls_cost(console, manager, plain)
     if args.json:
         args.json.write_text(json.dumps({"settings": asdict(settings), "bench_manager": asdict(manager),
-                                         "echo": asdict(echo), "ratios": ratios(manager, echo)}, indent=2))
-    problems = manager.problems() + echo.problems()
+                                         "echo": asdict(echo), "ratios": ratios(manager, echo),
+                                         "bench_manager_plaintext": asdict(plain),
+                                         "tls_ratios": ratios(manager, plain)}, indent=2))
+    problems = manager.problems() + echo.problems() + plain.problems()
     for problem in problems:
         console.print(f"[red]problem: {problem}[/red]")
     return 1 if problems else 0

@@ -1,7 +1,8 @@
-"""Cluster credentials: bearer tokens carried in gRPC metadata.
+"""Credentials on the wire: bearer secrets carried in gRPC metadata, over TLS only.
 
-Agents present the cluster (agent) token, workspace-ctl presents the user token; the manager checks
-each against the right secret in constant time.
+Every principal has its own: a member's agent presents its member credential, workspace-ctl the
+calling user's credential, a booting member its one-time join token. The manager maps each to who
+it belongs to (manager.credentials); nothing else a client says about itself is believed.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+from common.tls import write_private
+
 AUTH_METADATA_KEY = "authorization"
-USER_METADATA_KEY = "x-bench-user"
 MIN_TOKEN_LENGTH = 16
 
 
@@ -26,25 +28,18 @@ def read_token_file(path: Path) -> str:
     try:
         token = path.read_text().strip()
     except FileNotFoundError:
-        raise CredentialError(f"token file {path} does not exist") from None
+        raise CredentialError(f"credential file {path} does not exist") from None
     except PermissionError:
-        raise CredentialError(f"token file {path} is not readable by this user") from None
+        raise CredentialError(f"credential file {path} is not readable by this user") from None
+    except OSError as exc:
+        raise CredentialError(f"credential file {path} cannot be read: {exc.strerror}") from None
     if len(token) < MIN_TOKEN_LENGTH:
-        raise CredentialError(f"token in {path} is shorter than {MIN_TOKEN_LENGTH} characters")
+        raise CredentialError(f"credential in {path} is shorter than {MIN_TOKEN_LENGTH} characters")
     return token
 
 
-def write_new_token(path: Path) -> str:
-    """Create a fresh random token readable only by its owner."""
-    token = secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_text(token + "\n")
+def write_new_token(path: Path, prefix: str = "", mode: int = 0o600, group: int = -1) -> str:
+    """Create a fresh random secret file, created with its final mode (never readable beyond it)."""
+    token = prefix + secrets.token_urlsafe(32)
+    write_private(path, (token + "\n").encode(), mode, group)
     return token
-
-
-def token_matches(presented: str | None, expected: str) -> bool:
-    if not presented or not presented.startswith("Bearer "):
-        return False
-    return secrets.compare_digest(presented[len("Bearer "):].encode(), expected.encode())

@@ -5,7 +5,10 @@
   workspace-ctl data get-mounts | create-mount --mount-path P --source S [--mode read-only|read-write]
                      | delete-mount --mount-path P
   workspace-ctl compute get-pools | scale-pool | get-cluster-details | get-logs   (product aliases)
-Every command takes --output json.
+  workspace-ctl admin add-user NAME --role viewer|contributor|administrator | list-users | remove-user NAME
+                      | add-node NODE_ID [--hostname H --ip IP] | whoami
+Every command takes --output json. Exit codes: 0 ok, 1 refused by the manager, 2 usage or local
+configuration, 3 manager unreachable, 4 credential refused, 5 beyond your role (permission denied).
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ from grpc import aio
 
 from common.client import ClientConfigError, ManagerEndpoint, resolve_endpoint
 from common.mountmodes import MODE_NAMES, MODE_VALUES
-from ctl import output
+from ctl import admin, output
 from ctl.output import ago, size, table, to_dict
 from protos.bench.v1 import cluster_pb2, cluster_pb2_grpc, types_pb2
 
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+EXIT_UNAUTHENTICATED = 4
+EXIT_PERMISSION_DENIED = 5
 
 Handler = Callable[[cluster_pb2_grpc.ClusterServiceStub, argparse.Namespace, ManagerEndpoint], Awaitable[int]]
 
@@ -206,8 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
             return argparse.SUPPRESS if suppress else value
         p.add_argument("--manager", default=default(None),
                        help="HOST:PORT of bench-manager (default: $BENCH_MANAGER or bench-cluster's config)")
-        p.add_argument("--token-file", default=default(None),
-                       help="file with the user token (default: $BENCH_TOKEN_FILE or config)")
+        p.add_argument("--credential-file", "--token-file", dest="credential_file", default=default(None),
+                       help="your credential (default: $BENCH_CREDENTIAL_FILE, else "
+                            "~/.config/bench-cluster/credential)")
+        p.add_argument("--ca-file", default=default(None),
+                       help="the cluster CA certificate (default: $BENCH_CA_FILE, else bench-cluster's config, "
+                            "else /etc/bench/tls/ca.crt)")
         p.add_argument("--output", "-o", choices=["table", "json"], default=default("table"))
         p.add_argument("--timeout", type=float, default=default(120.0),
                        help="seconds to wait for the manager (default 120)")
@@ -217,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workspace-ctl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      parents=[common_options(suppress=False)])
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{cluster,data,compute}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{cluster,data,compute,admin}")
 
     def command(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, parents=[common])
@@ -261,15 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     pool.add_argument("--min", type=int)
     pool.add_argument("--max", type=int)
     pool.add_argument("--static", "--member-count", dest="static", type=int, metavar="N")
+    admin.add_commands(groups, command)
     return parser
 
 
 async def _run(args: argparse.Namespace) -> int:
     try:
-        endpoint = resolve_endpoint(args.manager, args.token_file)
+        endpoint = resolve_endpoint(args.manager, args.credential_file, args.ca_file)
     except ClientConfigError as exc:
         print(f"workspace-ctl: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     async with endpoint.channel() as channel:
         stub = cluster_pb2_grpc.ClusterServiceStub(channel)
         try:
@@ -281,15 +293,25 @@ async def _run(args: argparse.Namespace) -> int:
 
 def _report_rpc_error(exc: aio.AioRpcError, endpoint: ManagerEndpoint) -> int:
     code = exc.code()
+    if code == grpc.StatusCode.UNAVAILABLE and any(w in (exc.details() or "").lower() for w in ("ssl", "handshake",
+                                                                                               "certificate")):
+        print(f"workspace-ctl: TLS with the manager at {endpoint.address} failed ({exc.details()}): its certificate "
+              "does not chain to the cluster CA you trust (--ca-file), or it does not name that address",
+              file=sys.stderr)
+        return EXIT_UNREACHABLE
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         print(f"workspace-ctl: the manager at {endpoint.address} is unreachable ({code.name}: {exc.details()}). "
               "Is the cluster up? (`bench-cluster status`)", file=sys.stderr)
         return EXIT_UNREACHABLE
     if code == grpc.StatusCode.UNAUTHENTICATED:
-        print(f"workspace-ctl: the manager refused the credential: {exc.details()}", file=sys.stderr)
-        return 4
+        print(f"workspace-ctl: the manager refused the credential ({endpoint.credential_source}): {exc.details()}",
+              file=sys.stderr)
+        return EXIT_UNAUTHENTICATED
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        print(f"workspace-ctl: permission denied: {exc.details()}", file=sys.stderr)
+        return EXIT_PERMISSION_DENIED
     print(f"workspace-ctl: {code.name.lower().replace('_', ' ')}: {exc.details()}", file=sys.stderr)
-    return 1
+    return EXIT_REFUSED
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,13 @@ from grpc import aio
 from common.logging import get_logger
 from manager.convert import capacity_from_pb, mount_report_from_pb, mount_spec_to_pb
 from manager.core import ClusterManager
+from manager.credentials import CredentialRefused
 from manager.errors import RequestError
+from manager.identity import GONE
+from manager.interceptors import current_principal
 from manager.registry import HeartbeatData, NodeRegistration
-from manager.sessions import AgentSession
+from manager.sessions import AgentSession, SessionBusy
+from manager.validation import check_registration
 from protos.bench.v1 import agent_pb2, agent_pb2_grpc
 
 log = get_logger("agent-service")
@@ -27,11 +31,37 @@ class AgentService(agent_pb2_grpc.ManagerServiceServicer):
     def __init__(self, manager: ClusterManager) -> None:
         self._manager = manager
 
-    async def Register(self, request: agent_pb2.NodeInfo, context: aio.ServicerContext) -> agent_pb2.Registration:
-        node = NodeRegistration(node_id=request.node_id, hostname=request.hostname, ip=request.ip,
-                                agent_version=request.agent_version, capacity=capacity_from_pb(request.capacity),
-                                role=request.role or "member")
+    async def Join(self, request: agent_pb2.JoinRequest, context: aio.ServicerContext) -> agent_pb2.JoinResponse:
+        principal = current_principal()
+        record = self._manager.registry.get(principal.name) if principal.name else None
+        if record is not None and record.state in GONE:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"member {principal.name} is {record.state.value.lower()}: its join token is void")
         try:
+            member_id, credential = self._manager.credentials.redeem_join_token(self._bearer(context))
+        except CredentialRefused as exc:
+            # Not yet bound: the provider is still recording the launch; the agent retries.
+            code = grpc.StatusCode.UNAVAILABLE if not principal.name else grpc.StatusCode.UNAUTHENTICATED
+            await context.abort(code, str(exc))
+        log.info("member joined", member=member_id)
+        self._manager.activity.record(f"member:{member_id}", "agent join", "ok", target=member_id)
+        return agent_pb2.JoinResponse(member_id=member_id, credential=credential)
+
+    @staticmethod
+    def _bearer(context: aio.ServicerContext) -> str:
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization" and isinstance(value, str):
+                return value.removeprefix("Bearer ").strip()
+        return ""
+
+    async def Register(self, request: agent_pb2.NodeInfo, context: aio.ServicerContext) -> agent_pb2.Registration:
+        principal = current_principal()
+        claimed = NodeRegistration(node_id=request.node_id or principal.name, hostname=request.hostname,
+                                   ip=request.ip, agent_version=request.agent_version,
+                                   capacity=capacity_from_pb(request.capacity), role=request.role or "member")
+        try:
+            check_registration(claimed)  # malformed is INVALID_ARGUMENT before any identity question
+            node = self._manager.identity.registration(principal, claimed)
             member, mounts = self._manager.register(node)
         except RequestError as exc:
             await context.abort(exc.code, exc.message)
@@ -51,9 +81,18 @@ class AgentService(agent_pb2_grpc.ManagerServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "the first message on Connect must be a Hello naming the member id from Register")
         member_id = first.hello.member_id
+        principal = current_principal()
+        try:
+            self._manager.identity.hello(principal, member_id)
+        except RequestError as refused:
+            await context.abort(refused.code, refused.message)
         if self._manager.registry.get(member_id) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"member {member_id!r} is unknown: call Register first")
-        session = self._manager.sessions.attach(member_id)
+        try:
+            session = self._manager.sessions.attach(member_id)
+        except SessionBusy as busy:
+            self._manager.identity.refuse(principal, "agent connect", str(busy), grpc.StatusCode.ALREADY_EXISTS)
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"{busy}; a second stream is refused")
         # Every session starts by converging the node on the stored mount set.
         session.outbox.put_nowait(self._manager.mount_service.sync_command())
         log.info("agent connected", member=member_id)
@@ -94,6 +133,9 @@ class AgentService(agent_pb2_grpc.ManagerServiceServicer):
             elif kind == "result":
                 self._manager.sessions.resolve(member_id, event.result)
             elif kind == "spot_notice":
-                self._manager.on_spot_notice(member_id, event.spot_notice.action, event.spot_notice.deadline_unix)
+                notice = event.spot_notice
+                if self._manager.identity.spot_deadline_ok(current_principal(), notice.deadline_unix,
+                                                           self._manager.clock()):
+                    self._manager.on_spot_notice(member_id, notice.action[:32], notice.deadline_unix)
             elif kind == "hello":
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "Hello may only be sent once per stream")

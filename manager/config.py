@@ -27,8 +27,18 @@ class ManagerConfig:
     listen: tuple[str, ...] = ("127.0.0.1:50051",)
     db: Path = Path("/var/lib/bench-manager/state.db")
     cluster_id: str = "bench"
-    agent_token_file: Path = Path("/etc/bench/agent.token")
-    user_token_file: Path = Path("/etc/bench/user.token")
+    # TLS: the manager's certificate (signed by the cluster CA, its addresses as SANs) and key.
+    tls_cert_file: Path = Path("/etc/bench/tls/manager.crt")
+    tls_key_file: Path = Path("/etc/bench/tls/manager.key")
+    tls_ca_file: Path = Path("/etc/bench/tls/ca.crt")  # handed to the members the manager launches
+    insecure_plaintext: bool = False  # benchmarks only: serve without TLS (never on a real node)
+    # The manager node's own agent is not launched by a provider: its id and credential come from here.
+    host_agent_id: str = "manager"
+    host_agent_credential_file: Path = Path("/etc/bench/manager-agent.credential")
+    # Break-glass administrator: the credential in this file is user `root`, administrator, at every start.
+    admin_credential_file: Path = Path("/etc/bench/root.credential")
+    join_token_ttl_s: float = 600.0
+    max_concurrent_rpcs: int = 0  # 0: 2 x hard_limit + 256 (one stream per member, plus users)
     lost_after_s: float = 30.0
     join_timeout_s: float = 300.0
     heartbeat_interval_s: float = 5.0
@@ -86,6 +96,11 @@ class ManagerConfig:
             problems.append(f"min ({self.min_members}) must be ≥ 0 and ≤ max ({self.max_members})")
         if self.max_members > self.hard_limit:
             problems.append(f"max ({self.max_members}) must not exceed the hard limit {self.hard_limit}")
+        if not 30 <= self.join_token_ttl_s <= 3600:
+            problems.append(f"join_token_ttl_s must be 30..3600 (minutes, not hours), got {self.join_token_ttl_s}")
+        if self.max_concurrent_rpcs and self.max_concurrent_rpcs < 2 * self.hard_limit:
+            problems.append(f"max_concurrent_rpcs ({self.max_concurrent_rpcs}) must leave room for a stream per member "
+                            f"and as many calls (≥ {2 * self.hard_limit})")
         for name in ("lost_after_s", "heartbeat_interval_s", "interval_s", "command_timeout_s", "join_timeout_s"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
@@ -117,6 +132,10 @@ class ManagerConfig:
     def usable_cores(self, cores: int) -> int:
         """What a member with `cores` offers to jobs: minus headroom and the reserved core."""
         return cores - self.headroom_cores - self.reserved_cores
+
+    @property
+    def rpc_limit(self) -> int:
+        return self.max_concurrent_rpcs or 2 * self.hard_limit + 256
 
     @property
     def scaler_log(self) -> Path:
@@ -172,8 +191,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--listen", action="append", help="HOST:PORT to serve on (repeatable; default 127.0.0.1:50051)")
     a("--db", type=Path, help="SQLite state file")
     a("--cluster-id")
-    a("--agent-token-file", type=Path, help="file holding the token agents must present")
-    a("--user-token-file", type=Path, help="file holding the token workspace-ctl must present")
+    a("--tls-cert-file", type=Path, help="the manager's TLS certificate (signed by the cluster CA)")
+    a("--tls-key-file", type=Path, help="the manager's TLS private key")
+    a("--tls-ca-file", type=Path, help="the cluster CA certificate handed to launched members")
+    a("--insecure-plaintext", action="store_const", const=True,
+      help="serve without TLS: benchmarks only, never on a node that other users can reach")
+    a("--host-agent-id", help="member id of the manager node's own agent (default 'manager')")
+    a("--host-agent-credential-file", type=Path, help="credential file of the manager node's own agent")
+    a("--admin-credential-file", type=Path, help="credential of user root (administrator), installed at start")
+    a("--join-token-ttl", dest="join_token_ttl_s", type=float, help="seconds a join token stays valid (default 600)")
+    a("--max-concurrent-rpcs", type=int, help="cap on concurrent RPCs and streams (default 2 x hard limit + 256)")
     a("--lost-after", dest="lost_after_s", type=float, help="seconds without heartbeat before a member is LOST")
     a("--join-timeout", dest="join_timeout_s", type=float, help="seconds a requested member gets to register")
     a("--heartbeat-interval", dest="heartbeat_interval_s", type=float)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from common.mountmodes import MODE_NAMES, MODE_VALUES
+from manager.errors import invalid
 from manager.model import Capacity, MemberRecord, MountStateView, TransitionRecord
 from protos.bench.v1 import cluster_pb2, types_pb2
 
@@ -19,6 +20,8 @@ def capacity_to_pb(c: Capacity) -> types_pb2.Capacity:
 
 
 def mount_report_from_pb(pb: types_pb2.MountReport) -> MountStateView:
+    if pb.spec.mode not in MODE_NAMES:  # an open enum: any number may arrive on the wire
+        raise invalid(f"mount report for {pb.spec.mount_path[:200]!r} has unknown mode {pb.spec.mode}")
     return MountStateView(mount_path=pb.spec.mount_path, source=pb.spec.source, mode=MODE_NAMES[pb.spec.mode],
                           state=pb.state, bytes_read=pb.bytes_read, errors=pb.errors, message=pb.message)
 

@@ -17,8 +17,10 @@ from common.daemon import wait_for_stop
 from common.logging import get_logger
 from manager.activity import ActivityLog
 from manager.config import ManagerConfig
+from manager.credentials import CredentialStore
 from manager.errors import invalid, not_found, precondition
 from manager.events import EventBus
+from manager.identity import IdentityRules
 from manager.lifecycle import MemberEvent, MemberState, can_take
 from manager.member_names import UnknownMemberName, find_member
 from manager.model import MemberRecord
@@ -43,10 +45,8 @@ class MountEntry:
 
 
 class ClusterManager:
-    def __init__(self, config: ManagerConfig, store: Store, clock: Callable[[], float] = time.time,
-                 agent_token: str = "") -> None:
+    def __init__(self, config: ManagerConfig, store: Store, clock: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.agent_token = agent_token  # handed to members the manager launches
         self.store = store
         self.clock = clock
         self.events = EventBus()
@@ -56,6 +56,14 @@ class ClusterManager:
         self.cluster_id = self._cluster_id()
         self.state = store.get_meta("cluster_state") or "running"
         self.mount_service = MountService(config, store, self.registry, self.sessions, clock)
+        self.credentials = CredentialStore(store, clock)
+        self.identity = IdentityRules(self.registry, self.activity, config.host_agent_id)
+        self.registry.on_terminated.append(self._revoke_member)
+
+    def _revoke_member(self, member_id: str) -> None:
+        """A terminated member's credential stops working at once, and its stream ends."""
+        self.credentials.revoke_member(member_id)
+        self.sessions.close(member_id)
 
     def _cluster_id(self) -> str:
         stored = self.store.get_meta("cluster_id")

@@ -1,15 +1,24 @@
 """Server-side guards applied to every RPC before a servicer sees it.
 
-- Authentication: agents must present the cluster token on ManagerService, workspace-ctl the user
-  token on ClusterService; anything else is UNAUTHENTICATED (and logged). Health and reflection are
-  open: they reveal nothing but liveness and the schema.
+- Authentication: every call to ManagerService or ClusterService carries a bearer credential (a
+  member's, a user's, or a one-time join token); it is mapped to a Principal before the request body
+  is read. A call without a valid one is UNAUTHENTICATED (and logged) and its body is never parsed.
+  Health and reflection are open: they reveal nothing but liveness and the schema.
+- Authorisation: manager.authz's table says which principal kind and role each method needs; a call
+  beyond the caller's role is PERMISSION_DENIED with a message naming the role needed.
+- Audit: every mutating ClusterService call is written to the activity log with the authenticated
+  user: the attempt before the servicer acts, then the result (ok, denied, failed, cancelled, crashed).
 - Well-formedness: bytes that do not parse as the request message, or a message larger than the
   configured limit, are INVALID_ARGUMENT — not the INTERNAL / RESOURCE_EXHAUSTED gRPC would give —
   and only that call fails; the server keeps serving everyone else.
+
+The servicers read the caller with current_principal().
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -17,15 +26,27 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 from grpc import aio
 
-from common.auth import AUTH_METADATA_KEY, token_matches
+from common.auth import AUTH_METADATA_KEY
 from common.logging import get_logger
+from manager.activity import ActivityLog
+from manager.authz import AUDITED_METHODS, CLUSTER_SERVICE, Principal, authorise
+from manager.credentials import CredentialStore
 
 log = get_logger("auth")
 
-AGENT_SERVICE_PREFIX = "/bench.v1.ManagerService/"
-CLUSTER_SERVICE_PREFIX = "/bench.v1.ClusterService/"
+GUARDED_SERVICES = ("bench.v1.ManagerService", CLUSTER_SERVICE)
 
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+
+_PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
+
+
+def current_principal() -> Principal:
+    """The authenticated caller of the RPC being served (set by AuthInterceptor)."""
+    principal = _PRINCIPAL.get()
+    if principal is None:  # a servicer reached without the interceptor: a wiring bug, never a caller's
+        raise RuntimeError("no authenticated principal: AuthInterceptor is not installed")
+    return principal
 
 
 def _rebuild(handler: grpc.RpcMethodHandler, behavior_wrapper: Callable[[Any, bool], Any],
@@ -46,43 +67,113 @@ def _is_streaming_response(handler: grpc.RpcMethodHandler) -> bool:
     return bool(handler.unary_stream or handler.stream_stream)
 
 
+def _ignore_body(_data: bytes) -> None:
+    return None
+
+
+def _refusing(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str,
+              parse_body: bool = False) -> grpc.RpcMethodHandler:
+    streaming = _is_streaming_response(handler)
+
+    def deny(_behavior: Any, _stream_in: bool) -> Any:
+        if streaming:
+            async def deny_stream(_request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+                await context.abort(code, message)
+                yield  # pragma: no cover - abort raises
+            return deny_stream
+
+        async def deny_unary(_request: Any, context: aio.ServicerContext) -> Any:
+            await context.abort(code, message)
+        return deny_unary
+
+    return _rebuild(handler, deny, None if parse_body else _ignore_body)
+
+
+def _bearer(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key == AUTH_METADATA_KEY and isinstance(value, str) and value.startswith("Bearer "):
+            return value[len("Bearer "):].strip()
+    return ""
+
+
 class AuthInterceptor(aio.ServerInterceptor):
-    def __init__(self, agent_token: str, user_token: str) -> None:
-        self._agent_token = agent_token
-        self._user_token = user_token
+    def __init__(self, credentials: CredentialStore, activity: ActivityLog) -> None:
+        self._credentials = credentials
+        self._activity = activity
+
+    def authenticate(self, method: str, presented: str) -> Principal | None:
+        if method == "Join":
+            return self._credentials.join_principal(presented)
+        return self._credentials.principal(presented)
 
     async def intercept_service(self, continuation: Continuation,
                                 handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        method = handler_call_details.method
-        if method.startswith(AGENT_SERVICE_PREFIX):
-            expected, who = self._agent_token, "agent"
-        elif method.startswith(CLUSTER_SERVICE_PREFIX):
-            expected, who = self._user_token, "user"
-        else:
-            return await continuation(handler_call_details)
-        metadata = dict(handler_call_details.invocation_metadata or ())
-        presented = metadata.get(AUTH_METADATA_KEY)
+        full = handler_call_details.method
+        service, _, method = full.lstrip("/").rpartition("/")
         handler = await continuation(handler_call_details)
-        if handler is None or token_matches(presented if isinstance(presented, str) else None, expected):
+        if handler is None or service not in GUARDED_SERVICES:
             return handler
-        reason = "no credentials" if not presented else "invalid credentials"
-        log.warning("rejected unauthenticated call", method=method, reason=reason, expected=who)
-        message = (f"{reason}: {method} needs the cluster's {who} token "
-                   f"(metadata '{AUTH_METADATA_KEY}: Bearer <token>')")
+        presented = _bearer(handler_call_details.invocation_metadata)
+        principal = self.authenticate(method, presented)
+        if principal is None:
+            reason = "no credentials" if not presented else "invalid, expired or revoked credentials"
+            log.warning("rejected unauthenticated call", method=full, reason=reason)
+            return _refusing(handler, grpc.StatusCode.UNAUTHENTICATED,
+                             f"{reason}: {full} needs a cluster credential (metadata "
+                             f"'{AUTH_METADATA_KEY}: Bearer <credential>')")
+        decision = authorise(principal, service, method)
+        audited = AUDITED_METHODS.get(method) if service == CLUSTER_SERVICE else None
+        if not decision.allowed and audited is None:
+            log.warning("refused call beyond the caller's rights", method=full, principal=principal.label,
+                        reason=decision.message)
+            return _refusing(handler, grpc.StatusCode.PERMISSION_DENIED, decision.message)
+        activity = self._activity
         streaming = _is_streaming_response(handler)
 
-        def deny(_behavior: Any, _stream_in: bool) -> Any:
+        def bind(behavior: Any, _stream_in: bool) -> Any:
             if streaming:
-                async def deny_stream(_request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-                    await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-                    yield  # pragma: no cover - abort raises
-                return deny_stream
+                async def bound_stream(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+                    _PRINCIPAL.set(principal)
+                    async for response in behavior(request, context):
+                        yield response
+                return bound_stream
 
-            async def deny_unary(_request: Any, context: aio.ServicerContext) -> Any:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-            return deny_unary
+            async def bound_unary(request: Any, context: aio.ServicerContext) -> Any:
+                _PRINCIPAL.set(principal)
+                if audited is None:
+                    return await behavior(request, context)
+                action, target_of = audited
+                try:
+                    target = target_of(request)
+                except Exception:  # a malformed request has no target; the guard answers it
+                    target = ""
+                user = principal.label
+                activity.record(user, action, "attempt", target=target)
+                if not decision.allowed:
+                    activity.record(user, action, f"denied: {decision.message}", target=target)
+                    log.warning("refused call beyond the caller's rights", method=full, principal=user,
+                                reason=decision.message)
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, decision.message)
+                try:
+                    response = await behavior(request, context)
+                except asyncio.CancelledError:
+                    activity.record(user, action, "cancelled", target=target)
+                    raise
+                except aio.AbortError:
+                    code = context.code()
+                    label = "denied" if code == grpc.StatusCode.PERMISSION_DENIED else "failed"
+                    code_name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+                    activity.record(user, action, f"{label}: {code_name}: {context.details() or ''}",
+                                    target=target)
+                    raise
+                except Exception as exc:
+                    activity.record(user, action, f"crashed: {type(exc).__name__}: {exc}"[:500], target=target)
+                    raise
+                activity.record(user, action, "ok", target=target)
+                return response
+            return bound_unary
 
-        return _rebuild(handler, deny)
+        return _rebuild(handler, bind)
 
 
 class _Malformed:

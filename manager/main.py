@@ -6,11 +6,13 @@ import asyncio
 import sys
 
 from common import sdnotify
-from common.auth import CredentialError, read_token_file
 from common.daemon import cancel_and_wait, install_stop_signals, run_daemon, watchdog_loop
 from common.logging import get_logger
+from common.tls import TlsError, server_credentials
+from manager.authz import Role
 from manager.config import ManagerConfig, add_arguments, config_from_args
 from manager.core import VERSION, ClusterManager
+from manager.credentials import read_secret_file
 from manager.server import ListenError, bind, build_server, mark_serving
 from manager.store import Store, StoreError
 
@@ -19,16 +21,18 @@ log = get_logger("bench-manager")
 
 async def serve(config: ManagerConfig) -> int:
     try:
-        agent_token = read_token_file(config.agent_token_file)
-        user_token = read_token_file(config.user_token_file)
+        tls = None if config.insecure_plaintext else server_credentials(config.tls_cert_file, config.tls_key_file)
         store = Store(config.db)
-    except (CredentialError, StoreError, OSError) as exc:
+    except (TlsError, StoreError, OSError) as exc:
         log.error("cannot start", error=str(exc))
         return 2
-    manager = ClusterManager(config, store, agent_token=agent_token)
-    server, health_servicer = build_server(manager, agent_token, user_token, config.max_message_bytes)
+    if tls is None:
+        log.warning("serving WITHOUT TLS (--insecure-plaintext): credentials cross the network in the clear")
+    manager = ClusterManager(config, store)
+    bootstrap_credentials(manager)
+    server, health_servicer = build_server(manager, config.max_message_bytes, config.rpc_limit)
     try:
-        ports = bind(server, config.listen)
+        ports = bind(server, config.listen, tls)
     except ListenError as exc:
         log.error("cannot start", error=str(exc))
         return 2
@@ -53,6 +57,23 @@ async def serve(config: ManagerConfig) -> int:
     manager.registry.flush()
     store.close()
     return 0
+
+
+def bootstrap_credentials(manager: ClusterManager) -> None:
+    """Credentials made by whoever set the node up (bench-cluster up, first-boot): the manager node's
+    own agent and the break-glass administrator root. A missing file is not fatal (no such principal)."""
+    config = manager.config
+    for path, install in (
+            (config.host_agent_credential_file,
+             lambda secret: manager.credentials.install_member_credential(config.host_agent_id, secret)),
+            (config.admin_credential_file,
+             lambda secret: manager.credentials.install_user("root", Role.ADMINISTRATOR, secret, "bootstrap"))):
+        try:
+            install(read_secret_file(path))
+        except FileNotFoundError:
+            log.warning("bootstrap credential missing; skipped", path=str(path))
+        except (OSError, ValueError) as exc:
+            log.error("bootstrap credential unusable; skipped", path=str(path), error=str(exc))
 
 
 def main(argv: list[str] | None = None) -> int:

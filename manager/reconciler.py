@@ -294,6 +294,12 @@ class Reconciler:
             return
         self.manager.registry.transition(member_id, MemberEvent.DRAIN_REQUESTED, stimulus, reason, drain=drain)
 
+    def _ca_pem(self) -> str:
+        try:
+            return self.manager.config.tls_ca_file.read_text()
+        except OSError:
+            return ""  # plaintext benchmarks; a real member cannot join without it and says so
+
     def _count_launch_failure(self) -> int:
         store = self.manager.store
         failures = int((store.get_json("launch_history") or {}).get("failures", 0)) + 1
@@ -303,10 +309,19 @@ class Reconciler:
     async def _launch(self, op_id: int, count: int, decision_id: int | None) -> None:
         assert self.provider is not None
         config, store = self.manager.config, self.manager.store
+        live = sum(1 for m in self.manager.registry.all() if m.is_member and m.state != MemberState.TERMINATED)
+        if live + count > config.hard_limit:
+            log.error("launch refused: hard limit", live=live, count=count, hard_limit=config.hard_limit)
+            count = config.hard_limit - live
+            if count <= 0:
+                store.update_operation(op_id, state="failed", finished_at=self.manager.clock(),
+                                       detail={"target": 0, "error": "hard limit reached"})
+                return
+        tokens = tuple(self.manager.credentials.issue_join_tokens(count, config.join_token_ttl_s))
         spec = NodeSpec(cluster_id=self.manager.cluster_id, cores=config.member_cores,
                         memory_bytes=config.member_memory_bytes, scratch_bytes=config.scratch_bytes,
                         manager_address=config.advertise_address or config.listen[0],
-                        cluster_token=self.manager.agent_token, spot=config.economy)
+                        join_tokens=tokens, ca_cert_pem=self._ca_pem(), spot=config.economy)
         try:
             nodes = await self.provider.create(count, spec)
         except ProviderError as exc:
@@ -316,11 +331,13 @@ class Reconciler:
             log.error("launch failed", count=count, error=str(exc), consecutive_failures=failures)
             return
         store.set_json("launch_history", {"failures": 0, "last_failure_at": None})
-        for node in nodes:
-            if self.manager.registry.get(node.node_id) is None:  # the agent may have registered already
+        for node, token in zip(nodes, tokens, strict=False):
+            if self.manager.registry.get(node.node_id) is None:
                 self.manager.registry.request(node.node_id, node.hostname, node.ip,
                                               f"scaler-decision:{decision_id}", "launched by the autoscaler",
                                               spot=node.spot)
+            # Only now, with the provider's record written, does the token enrol this node.
+            self.manager.credentials.bind_join_token(token, node.node_id)
         op = store.active_operation()
         if op is not None and op["id"] == op_id:
             detail = op["detail"]

@@ -56,6 +56,8 @@ class MemberRegistry:
         # gets a full lost_after_s to reconnect before it is declared LOST.
         started = clock()
         self._last_seen: dict[str, float] = {m: started for m in self._members}
+        # Called with the member id when a member is TERMINATED (its credential is revoked then).
+        self.on_terminated: list[Callable[[str], None]] = []
 
     # queries ----------------------------------------------------------------------------------
     def all(self) -> list[MemberRecord]:
@@ -88,6 +90,9 @@ class MemberRegistry:
         self._store.save_transition(updated, record)
         self._members[member_id] = updated
         self._dirty.discard(member_id)
+        if to_state == MemberState.TERMINATED:
+            for hook in self.on_terminated:
+                hook(member_id)
         if to_state != from_state:
             log.info("member transition", member=member_id, from_state=record.from_state, to_state=to_state.value,
                      stimulus=stimulus, reason=reason)

@@ -3,6 +3,7 @@ standard health service and server reflection."""
 
 from __future__ import annotations
 
+import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -23,11 +24,16 @@ class ListenError(Exception):
     pass
 
 
-def build_server(manager: ClusterManager, agent_token: str, user_token: str,
-                 max_message_bytes: int) -> tuple[aio.Server, health.aio.HealthServicer]:
+def build_server(manager: ClusterManager, max_message_bytes: int,
+                 max_concurrent_rpcs: int = 1024) -> tuple[aio.Server, health.aio.HealthServicer]:
     server = aio.server(
-        interceptors=[AuthInterceptor(agent_token, user_token), MessageGuardInterceptor(max_message_bytes)],
+        interceptors=[AuthInterceptor(manager.credentials, manager.activity),
+                      MessageGuardInterceptor(max_message_bytes)],
+        # Beyond this many RPCs (agent streams included) in flight, new ones get RESOURCE_EXHAUSTED.
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
         options=[
+            # One connection cannot open more streams than this at once.
+            ("grpc.max_concurrent_streams", 64),
             # gRPC's own limit sits above ours so oversized messages reach the guard (INVALID_ARGUMENT).
             ("grpc.max_receive_message_length", max(max_message_bytes * 4, 4 * 1024 * 1024)),
             ("grpc.keepalive_time_ms", 20_000),
@@ -44,11 +50,12 @@ def build_server(manager: ClusterManager, agent_token: str, user_token: str,
     return server, health_servicer
 
 
-def bind(server: aio.Server, addresses: tuple[str, ...]) -> list[int]:
+def bind(server: aio.Server, addresses: tuple[str, ...], tls: grpc.ServerCredentials | None) -> list[int]:
+    """Listen on every address; with `tls`, TLS only (a plaintext client fails the handshake)."""
     ports = []
     for address in addresses:
         try:
-            port = server.add_insecure_port(address)
+            port = server.add_secure_port(address, tls) if tls is not None else server.add_insecure_port(address)
         except RuntimeError as exc:
             raise ListenError(f"cannot listen on {address}: {exc}") from None
         if port == 0:

@@ -19,6 +19,10 @@ class AgentUnavailable(Exception):
     pass
 
 
+class SessionBusy(Exception):
+    """The member already has a live stream; a second one is refused, never allowed to take over."""
+
+
 @dataclass
 class AgentSession:
     member_id: str
@@ -41,10 +45,12 @@ class SessionTable:
         self._prefix = uuid.uuid4().hex[:8]
 
     def attach(self, member_id: str) -> AgentSession:
-        """A new stream for the member supersedes any older one (the agent reconnected)."""
+        """A stream for the member, unless it has a live one: then SessionBusy. An agent that really
+        reconnected finds its old stream gone (gRPC ends it with the connection, keepalive catches a
+        silent peer) and gets in on its next retry."""
         old = self._sessions.get(member_id)
-        if old is not None:
-            old.close()
+        if old is not None and not old.closed.is_set():
+            raise SessionBusy(f"member {member_id} already has a live stream")
         session = AgentSession(member_id)
         self._sessions[member_id] = session
         return session
@@ -89,6 +95,12 @@ class SessionTable:
         future = session.pending.get(result.command_id)
         if future is not None and not future.done():
             future.set_result(result)
+
+    def close(self, member_id: str) -> None:
+        """End the member's stream (its credential was revoked)."""
+        session = self._sessions.get(member_id)
+        if session is not None:
+            self.detach(session)
 
     def close_all(self) -> None:
         for session in list(self._sessions.values()):

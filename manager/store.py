@@ -17,7 +17,7 @@ from typing import Any
 from manager.lifecycle import MemberState
 from manager.model import Capacity, MemberRecord, MountStateView, TransitionRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: credentials, users, join_tokens (trust)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -72,6 +72,26 @@ CREATE TABLE IF NOT EXISTS operations (
     finished_at REAL,
     detail TEXT NOT NULL DEFAULT '{}'
 );
+-- Secrets are stored as SHA-256 digests of 256-bit random values: a stolen file grants nothing.
+CREATE TABLE IF NOT EXISTS credentials (
+    digest TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,          -- 'member' or 'user'
+    name TEXT NOT NULL,          -- member id or user name
+    created_at REAL NOT NULL,
+    UNIQUE (kind, name)
+);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS join_tokens (
+    digest TEXT PRIMARY KEY,
+    member_id TEXT NOT NULL DEFAULT '',  -- '' until the provider's record names the node
+    expires_at REAL NOT NULL,
+    used_at REAL
+);
 """
 
 
@@ -113,6 +133,14 @@ class Store:
                 f"{self.path} has schema version {version}, newer than this manager understands "
                 f"({SCHEMA_VERSION}); upgrade bench-manager or point --db at another file"
             )
+        elif int(version) < SCHEMA_VERSION:
+            # 1 -> 2 only adds tables (created above): a member launched before has no credential
+            # and must be re-launched or enrolled with `workspace-ctl admin add-node`.
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """One statement for the adapters that own a table of their own (manager.credentials)."""
+        return self._db.execute(sql, params).fetchall()
 
     # meta -------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

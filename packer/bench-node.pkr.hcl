@@ -1,6 +1,6 @@
 # bench-node: one AMI for both roles of a bench-cluster node (manager or member).
-# The role, the manager's address and the cluster token arrive as EC2 user-data at boot and are applied
-# by bench-first-boot.service (packer/scripts/first-boot.sh); nothing role-specific is baked in.
+# The role, the manager's address, the cluster CA and (members) a one-time join token arrive as EC2
+# user-data at boot and are applied by bench-first-boot.service (packer/scripts/first-boot.sh); nothing role-specific is baked in.
 #
 #   .venv/bin/pip wheel --no-deps -w dist .
 #   packer build -var region=eu-central-1 -var wheel_path=dist/bench_cluster-0.1.0-cp311-cp311-linux_x86_64.whl packer/

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.auth import write_new_token
+import grpc
+from grpc import aio
+
+from common.auth import bearer, write_new_token
+from common.tls import channel_credentials, create_ca, issue_server_cert
+from protos.bench.v1 import cluster_pb2, cluster_pb2_grpc
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -72,6 +77,73 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
 
+@dataclass(frozen=True)
+class Trust:
+    """A cluster's CA, the manager's certificate (loopback SANs) and root's administrator credential."""
+
+    root: Path
+
+    @classmethod
+    def create(cls, root: Path, addresses: tuple[str, ...] = ("127.0.0.1", "localhost")) -> Trust:
+        trust = cls(root)
+        ca = create_ca(trust.tls_dir, "test")
+        issue_server_cert(ca, trust.tls_dir, list(addresses))
+        write_new_token(trust.admin_credential, "bcu_")
+        write_new_token(trust.host_agent_credential, "bcm_")
+        return trust
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def ca(self) -> Path:
+        return self.tls_dir / "ca.crt"
+
+    @property
+    def admin_credential(self) -> Path:
+        return self.root / "root.credential"
+
+    @property
+    def host_agent_credential(self) -> Path:
+        return self.root / "manager-agent.credential"
+
+    def manager_args(self) -> list[str]:
+        return ["--tls-cert-file", str(self.tls_dir / "manager.crt"), "--tls-key-file",
+                str(self.tls_dir / "manager.key"), "--tls-ca-file", str(self.ca),
+                "--host-agent-credential-file", str(self.host_agent_credential),
+                "--admin-credential-file", str(self.admin_credential)]
+
+    def channel(self, address: str) -> grpc.Channel:
+        return grpc.secure_channel(address, channel_credentials(self.ca))
+
+    def aio_channel(self, address: str) -> aio.Channel:
+        return aio.secure_channel(address, channel_credentials(self.ca))
+
+    def admin_call(self, address: str, method: str, request: object, credential: Path | None = None) -> object:
+        with self.channel(address) as channel:
+            stub = cluster_pb2_grpc.ClusterServiceStub(channel)
+            secret = (credential or self.admin_credential).read_text().strip()
+            return getattr(stub, method)(request, metadata=bearer(secret), timeout=10)
+
+    def enrol(self, address: str, node_id: str, hostname: str | None = None, ip: str | None = None) -> str:
+        """An administrator enrols node_id (as the provider would record it); returns its join token."""
+        hostname = hostname if hostname is not None else socket.gethostname()
+        if ip is None:
+            try:
+                ip = socket.gethostbyname(hostname)
+            except OSError:
+                ip = ""
+        response = self.admin_call(address, "AddNode", cluster_pb2.AddNodeRequest(node_id=node_id, hostname=hostname,
+                                                                                  ip=ip))
+        return str(response.join_token)  # type: ignore[attr-defined]
+
+    def add_user(self, address: str, name: str, role: str) -> str:
+        request = cluster_pb2.AddUserRequest(name=name, role=cluster_pb2.Role.Value(f"ROLE_{role.upper()}"))
+        response = self.admin_call(address, "AddUser", request)
+        return str(response.credential)  # type: ignore[attr-defined]
+
+
 @dataclass
 class ControlPlane:
     """A manager on a free loopback port plus any number of agents, all real processes."""
@@ -85,10 +157,8 @@ class ControlPlane:
     agents: dict[str, Daemon] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.agent_token = self.root / "agent.token"
-        self.user_token = self.root / "user.token"
-        write_new_token(self.agent_token)
-        write_new_token(self.user_token)
+        self.trust = Trust.create(self.root)
+        self.user_token = self.trust.admin_credential  # root, administrator
         self.data_root = self.root / "data"
         (self.data_root / "mounts").mkdir(parents=True, exist_ok=True)
 
@@ -98,8 +168,7 @@ class ControlPlane:
 
     def start_manager(self) -> Daemon:
         self.manager = Daemon([str(VENV_BIN / "bench-manager"), "--listen", self.address,
-                               "--db", str(self.root / "state.db"), "--agent-token-file", str(self.agent_token),
-                               "--user-token-file", str(self.user_token), "--no-sge",
+                               "--db", str(self.root / "state.db"), *self.trust.manager_args(), "--no-sge",
                                "--data-root", str(self.data_root), "--lost-after", str(self.lost_after_s),
                                "--heartbeat-interval", str(self.heartbeat_s), "--interval", "0.5",
                                "--log-format", "json", *self.extra_manager_args],
@@ -107,8 +176,16 @@ class ControlPlane:
         return self.manager
 
     def start_agent(self, node_id: str, *extra: str) -> Daemon:
-        agent = Daemon([str(VENV_BIN / "bench-agent"), "--manager", self.address, "--token-file",
-                        str(self.agent_token), "--node-id", node_id, "--state-dir", str(self.root / node_id),
+        """Start node_id's agent; on its first start an administrator enrols it and hands it a join token."""
+        credential = self.root / node_id / "credential"
+        join_token = self.root / node_id / "join.token"
+        if not credential.exists() and not join_token.exists():
+            wait_until(lambda: self._manager_answers(), 15, "the manager to answer")
+            write_new_token(join_token)  # created 0600, then filled with the real token
+            join_token.write_text(self.trust.enrol(self.address, node_id) + "\n")
+        agent = Daemon([str(VENV_BIN / "bench-agent"), "--manager", self.address, "--ca-file", str(self.trust.ca),
+                        "--credential-file", str(credential), "--join-token-file", str(join_token),
+                        "--node-id", node_id, "--state-dir", str(self.root / node_id),
                         "--scratch-dir", str(self.root / node_id / "scratch"), "--data-root", str(self.data_root),
                         "--heartbeat-interval", str(self.heartbeat_s), "--reconnect-max", "1",
                         "--log-format", "json", *extra],
@@ -116,10 +193,18 @@ class ControlPlane:
         self.agents[node_id] = agent
         return agent
 
+    def _manager_answers(self) -> bool:
+        try:
+            self.trust.admin_call(self.address, "WhoAmI", cluster_pb2.WhoAmIRequest())
+            return True
+        except grpc.RpcError:
+            return False
+
     def ctl(self, *args: str, token_file: Path | None = None,
             manager: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(VENV_BIN / "workspace-ctl"), "--manager", manager or self.address,
-                               "--token-file", str(token_file or self.user_token), *args],
+                               "--ca-file", str(self.trust.ca),
+                               "--credential-file", str(token_file or self.user_token), *args],
                               capture_output=True, text=True, timeout=60,
                               env={**os.environ, "BENCH_CTL_CONFIG": str(self.root / "no-client.toml")})
 

@@ -29,7 +29,10 @@ class NodeSpec:
     memory_bytes: int
     scratch_bytes: int
     manager_address: str  # host:port the member's agent dials
-    cluster_token: str  # credential the member's agent presents
+    # One per node, in order: node i boots with join_tokens[i] (single use, minutes) and exchanges it
+    # for its own credential; create() returns the nodes in the same order.
+    join_tokens: tuple[str, ...] = ()
+    ca_cert_pem: str = ""  # the cluster CA the member's agent pins (public)
     spot: bool = False  # economy mode
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -57,7 +60,8 @@ class NodeProvider(Protocol):
     name: str
 
     async def create(self, count: int, spec: NodeSpec) -> list[ProviderNode]:
-        """Launch `count` nodes. All-or-nothing: on failure, nodes already launched are terminated
+        """Launch `count` nodes, node i with spec.join_tokens[i]; return them in that order.
+        All-or-nothing: on failure, nodes already launched are terminated
         before ProviderError is raised, so no node is ever leaked."""
         ...
 

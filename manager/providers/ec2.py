@@ -106,15 +106,23 @@ class Ec2Provider:
             raise ProviderError(
                 f"no instance type configured for {spec.cores} cores / {spec.memory_bytes} bytes; "
                 f"add it to [ec2] instance_types (configured: {models})", retryable=False)
-        request = self._run_instances_request(count, spec, instance_type)
-        instance_ids = await self._launch(request)
+        if len(spec.join_tokens) < count:
+            raise ProviderError(f"{count} node(s) need {count} join token(s), got {len(spec.join_tokens)}",
+                                retryable=False)
+        # One RunInstances per node: each boots with its own one-time join token in its user-data.
+        # All-or-nothing still holds: a failure part-way terminates the instances already launched.
+        instance_ids: builtins.list[str] = []
         try:
+            for token in spec.join_tokens[:count]:
+                instance_ids += await self._launch(self._run_instances_request(1, spec, instance_type, token))
             await asyncio.to_thread(self._wait_running, instance_ids)
-            nodes = await asyncio.to_thread(self._describe, instance_ids)
+            described = {n.node_id: n for n in await asyncio.to_thread(self._describe, instance_ids)}
+            nodes = [described[i] for i in instance_ids if i in described]  # in join-token order
             if len(nodes) != count:
                 raise ProviderError(f"asked for {count} instances, {len(nodes)} are running")
         except BaseException as error:
-            await self._terminate_after_failed_launch(instance_ids, error)
+            if instance_ids:
+                await self._terminate_after_failed_launch(instance_ids, error)
             if isinstance(error, ProviderError):
                 raise
             if isinstance(error, Exception):
@@ -146,13 +154,14 @@ class Ec2Provider:
 
     # --- launch -------------------------------------------------------------------------------------------
 
-    def _run_instances_request(self, count: int, spec: NodeSpec, instance_type: str) -> dict[str, Any]:
+    def _run_instances_request(self, count: int, spec: NodeSpec, instance_type: str,
+                               join_token: str) -> dict[str, Any]:
         tags = {**self._config.tags, CLUSTER_TAG: self._cluster_id, ROLE_TAG: MEMBER_ROLE,
                 "Name": f"bench-{self._cluster_id}-member"}
         tag_list = [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
         user_data = render(NodeUserData(
             role=MEMBER_ROLE, cluster_id=self._cluster_id, manager_address=spec.manager_address,
-            cluster_token=spec.cluster_token, cores=spec.cores, memory_bytes=spec.memory_bytes,
+            join_token=join_token, ca_cert=spec.ca_cert_pem, cores=spec.cores, memory_bytes=spec.memory_bytes,
             scratch_bytes=spec.scratch_bytes, labels=dict(spec.labels)))
         scratch_gib = max(1, -(-spec.scratch_bytes // 1024**3))
         request: dict[str, Any] = {
@@ -164,7 +173,7 @@ class Ec2Provider:
             "SubnetId": self._config.subnet_id,
             "SecurityGroupIds": list(self._config.security_group_ids),
             "UserData": user_data,
-            # The user-data carries the cluster token: IMDSv2 only, unreachable from containers on the node.
+            # The user-data carries a one-time join token (minutes, single use): IMDSv2 only, hop limit 1.
             "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1,
                                 "HttpEndpoint": "enabled"},
             "BlockDeviceMappings": [

@@ -1,7 +1,9 @@
 """EC2 user-data that tells a bench-node image which role to take at first boot.
 
 One image serves both roles; packer/scripts/first-boot.sh reads this document from the instance
-metadata service and writes /etc/bench/agent.toml (and manager.toml on the manager role). The document
+metadata service and writes /etc/bench/agent.toml (and manager.toml on the manager role).
+Nothing long-lived travels here: a member gets a one-time join token (single use, expires within
+minutes) that its agent exchanges for its own credential, and the cluster CA certificate (public). The document
 is TOML behind a marker line, so first-boot can parse it with the standard library (tomllib) and
 cloud-init, finding no `#!` or `#cloud-config` header, leaves it alone.
 """
@@ -25,7 +27,8 @@ class NodeUserData:
     role: Role
     cluster_id: str
     manager_address: str  # host:port the agent dials
-    cluster_token: str
+    join_token: str  # one-time; "" on the manager role (its credentials are made on the node)
+    ca_cert: str  # PEM of the cluster CA (public); "" on the manager role (it creates the CA)
     cores: int
     memory_bytes: int
     scratch_bytes: int
@@ -40,7 +43,8 @@ def render(data: NodeUserData) -> str:
         f"role = {_quote(data.role)}",
         f"cluster_id = {_quote(data.cluster_id)}",
         f"manager_address = {_quote(data.manager_address)}",
-        f"cluster_token = {_quote(data.cluster_token)}",
+        f"join_token = {_quote(data.join_token)}",
+        f"ca_cert = {_quote(data.ca_cert)}",
         f"cores = {int(data.cores)}",
         f"memory_bytes = {int(data.memory_bytes)}",
         f"scratch_bytes = {int(data.scratch_bytes)}",
@@ -76,7 +80,8 @@ def parse(text: str) -> NodeUserData:
             role=role,
             cluster_id=str(doc["cluster_id"]),
             manager_address=str(doc["manager_address"]),
-            cluster_token=str(doc["cluster_token"]),
+            join_token=str(doc.get("join_token", "")),
+            ca_cert=str(doc.get("ca_cert", "")),
             cores=int(doc["cores"]),
             memory_bytes=int(doc["memory_bytes"]),
             scratch_bytes=int(doc["scratch_bytes"]),

@@ -27,6 +27,7 @@ from pathlib import Path
 import structlog
 
 from common import imdsguard
+from common.tls import write_private
 from manager.providers import local_processes, local_scratch, netns
 from manager.providers.base import NodeSpec, NodeState, ProviderError, ProviderNode
 from manager.providers.local_config import PROCESS_MARKER, LocalClusterConfig, MemberSlot
@@ -65,7 +66,9 @@ class MemberLaunch:
     hostname: str
     ip: str
     manager_address: str
-    token_file: Path
+    join_token_file: Path  # one-time; the agent exchanges it for credential_file at first start
+    credential_file: Path
+    ca_file: Path
     state_dir: Path
     cores: int
     memory_bytes: int
@@ -91,7 +94,8 @@ def format_size(size_bytes: int) -> str:
 def bench_agent_command(launch: MemberLaunch) -> list[str]:
     agent = Path(sys.executable).parent / "bench-agent"
     return [
-        str(agent), "--manager", launch.manager_address, "--token-file", str(launch.token_file),
+        str(agent), "--manager", launch.manager_address, "--ca-file", str(launch.ca_file),
+        "--join-token-file", str(launch.join_token_file), "--credential-file", str(launch.credential_file),
         "--node-id", launch.node_id, "--role", "member", "--state-dir", str(launch.state_dir),
         "--scratch-dir", "/scratch", "--data-root", launch.data_root,
         "--cores", str(launch.cores), "--memory", format_size(launch.memory_bytes),
@@ -204,8 +208,8 @@ class LocalProvider:
         slots = self._claim_slots(config, count)
         created: Nodes = []
         try:
-            for slot in slots:
-                created.append(self._launch(config, slot, spec))
+            for index, slot in enumerate(slots):
+                created.append(self._launch(config, slot, spec, index))
         except Exception as exc:
             log.error("local.create_failed", error=str(exc), rolling_back=[s.hostname for s in slots])
             for slot in slots:
@@ -215,15 +219,18 @@ class LocalProvider:
             raise ProviderError(f"launching a local member failed: {exc}") from exc
         return created
 
-    def _launch(self, config: LocalClusterConfig, slot: MemberSlot, spec: NodeSpec) -> ProviderNode:
+    def _launch(self, config: LocalClusterConfig, slot: MemberSlot, spec: NodeSpec, index: int) -> ProviderNode:
         member_dir = self.members_dir / slot.hostname
         node_id = f"local-{secrets.token_hex(4)}"
         record = MemberRecord(node_id=node_id, cluster_id=self.cluster_id, hostname=slot.hostname, ip=slot.ip,
                               slot_index=slot.index, launched_at_unix=time.time(), spot=spec.spot)
-        token_file = member_dir / "agent.token"
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(spec.cluster_token + "\n")
+        # Like EC2 user-data: a one-time join token (created 0600, never wider) and the public CA.
+        if len(spec.join_tokens) <= index:
+            raise ProviderError("no join token for the member: the manager issues one per node", retryable=False)
+        join_token_file = member_dir / "join.token"
+        write_private(join_token_file, (spec.join_tokens[index] + "\n").encode())
+        ca_file = member_dir / "ca.crt"
+        ca_file.write_text(spec.ca_cert_pem)
         image = member_dir / "scratch.img"
         if spec.scratch_bytes:
             local_scratch.create_image(image, spec.scratch_bytes)
@@ -231,7 +238,9 @@ class LocalProvider:
         # Before the member's init starts SGE and the agent: no job there may reach the metadata service.
         imdsguard.apply(imdsguard.endpoints([config.spot_metadata_url]), netns=slot.netns)
         launch = MemberLaunch(node_id=node_id, hostname=slot.hostname, ip=slot.ip,
-                              manager_address=self._manager_address(config, spec), token_file=token_file,
+                              manager_address=self._manager_address(config, spec),
+                              join_token_file=join_token_file, credential_file=member_dir / "agent" / "credential",
+                              ca_file=ca_file,
                               state_dir=member_dir / "agent", cores=spec.cores,
                               memory_bytes=spec.memory_bytes, data_root=config.data_root,
                               spot_metadata_url=config.spot_metadata_url if spec.spot else "")

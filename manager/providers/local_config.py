@@ -42,7 +42,6 @@ class LocalClusterConfig:
     cluster_id: str
     manager_hostname: str
     grpc_port: int
-    agent_token_file: str
     bridge: str = "benchbr0"
     subnet_prefix: str = "10.231.0"  # a /24 used only between the host and our namespaces
     data_root: str = "/data"
@@ -90,4 +89,5 @@ class LocalClusterConfig:
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"{path} is missing: the local cluster was not set up "
                                     "(run `bench-cluster up`)") from exc
-        return cls(**raw)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in raw.items() if k in known})

@@ -3,7 +3,8 @@
 #
 # Sources, first found wins: /etc/bench/user-data.toml (images booted outside EC2, and the tests),
 # then the instance metadata service (IMDSv2). The user-data format is manager/providers/ec2_userdata.py.
-# Writes /etc/bench/agent.toml (+ manager.toml on the manager role) and the token files, points SGE at
+# Writes /etc/bench/agent.toml (+ manager.toml, the cluster CA and the manager's certificate and
+# credentials on the manager role; the CA and the one-time join token on a member), points SGE at
 # the manager (or initialises the cell on the manager), formats a spare volume as /scratch, then enables
 # and starts the role's units. Idempotent until it succeeds; bench-first-boot.service runs it once.
 set -euo pipefail
@@ -20,13 +21,17 @@ say() { echo "bench-first-boot: $*"; }
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 [ -x "$PY" ] || die "$PY missing: the image was not built with install-node.sh"
 
-# The Python half parses and writes the configuration; it prints shell assignments for the rest.
+# The Python half parses and writes the configuration; it prints two plain lines (role, manager host)
+# that the shell reads as data and validates: nothing derived from user-data is ever evaluated.
 settings=$(ETC="$ETC" IMDS="$IMDS" "$PY" - <<'PYEOF'
-import json, os, secrets, socket, time, tomllib, urllib.request
+import ipaddress, json, os, re, socket, time, tomllib, urllib.request
 from pathlib import Path
 
 etc, imds = Path(os.environ["ETC"]), os.environ["IMDS"]
 MARKER = "#bench-cluster-userdata v1"
+HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+AGENT_STATE = Path("/var/lib/bench-agent")
 
 def imds_get(path: str, token: str) -> str:
     request = urllib.request.Request(f"{imds}{path}", headers={"X-aws-ec2-metadata-token": token})
@@ -40,6 +45,7 @@ def imds_token() -> str:
         return response.read().decode()
 
 override = etc / "user-data.toml"
+local_dns = ""
 if override.exists():
     text, node_id, ip = override.read_text(), socket.gethostname(), ""
 else:
@@ -49,6 +55,7 @@ else:
             text = imds_get("/latest/user-data", token)
             node_id = imds_get("/latest/meta-data/instance-id", token)
             ip = imds_get("/latest/meta-data/local-ipv4", token)
+            local_dns = imds_get("/latest/meta-data/local-hostname", token)
             break
         except OSError as error:
             last = error
@@ -61,13 +68,15 @@ doc = tomllib.loads(text)
 role = doc.get("role")
 if role not in ("member", "manager"):
     raise SystemExit(f"bench-first-boot: user-data role must be member or manager, got {role!r}")
-for key in ("cluster_id", "manager_address", "cluster_token"):
+for key in ("cluster_id", "manager_address") + (("join_token", "ca_cert") if role == "member" else ()):
     if not doc.get(key):
         raise SystemExit(f"bench-first-boot: user-data lacks {key}")
 node_id = str(doc.get("node_id") or node_id)
 manager_host, _, manager_port = str(doc["manager_address"]).rpartition(":")
-if not manager_host or not manager_port.isdigit():
+if not HOST.match(manager_host) or not manager_port.isdigit() or not 0 < int(manager_port) < 65536:
     raise SystemExit(f"bench-first-boot: manager_address {doc['manager_address']!r} is not HOST:PORT")
+if not NODE_ID.match(node_id):
+    raise SystemExit(f"bench-first-boot: node id {node_id!r} is not a valid member id")
 
 def toml_value(value):
     if isinstance(value, bool):
@@ -80,60 +89,94 @@ def toml_value(value):
         return "{ " + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items()) + " }"
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
-def write(path: Path, content: str, mode: int, group: str = "root") -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(content)
-    os.chmod(tmp, mode)
-    os.chown(tmp, 0, gid_of(group))
-    os.replace(tmp, path)
-
 def gid_of(name: str) -> int:
     import grp
     return grp.getgrnam(name).gr_gid
 
+def write(path: Path, content: str, mode: int, group: str = "root") -> None:
+    """Created with its final owner and mode (O_EXCL on a fresh name, then renamed into place): a secret
+    is never readable beyond `mode`, not even for an instant."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode & 0o600)
+    try:
+        os.fchown(fd, 0, gid_of(group))
+        os.fchmod(fd, mode)
+        os.write(fd, content.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
 def table(values: dict) -> str:
     return "".join(f"{key} = {toml_value(value)}\n" for key, value in values.items())
 
+tls = etc / "tls"
 agent = {
     "manager": f"{'127.0.0.1' if role == 'manager' else manager_host}:{manager_port}",
-    "token_file": str(etc / "agent.token"),
+    "ca_file": str(tls / "ca.crt"),
     "node_id": node_id,
     "role": role,
     "log_format": "json",
 }
 if role == "member":
-    agent.update(cores=int(doc.get("cores", 0)), memory_bytes=int(doc.get("memory_bytes", 0)))
+    agent.update(cores=int(doc.get("cores", 0)), memory_bytes=int(doc.get("memory_bytes", 0)),
+                 credential_file=str(AGENT_STATE / "credential"), join_token_file=str(AGENT_STATE / "join.token"))
     if not override.exists():
         agent["spot_metadata_url"] = imds
+    # The cluster CA (public) and the one-time join token (single use, minutes): nothing long-lived.
+    tls.mkdir(mode=0o755, exist_ok=True)
+    write(tls / "ca.crt", str(doc["ca_cert"]), 0o644)
+    AGENT_STATE.mkdir(mode=0o700, exist_ok=True)
+    if not (AGENT_STATE / "credential").exists():
+        write(AGENT_STATE / "join.token", str(doc["join_token"]) + "\n", 0o600)
+else:
+    agent["credential_file"] = str(etc / "manager-agent.credential")
 if ip:
     agent["advertise_ip"] = ip
-write(etc / "agent.token", str(doc["cluster_token"]) + "\n", 0o600)
 write(etc / "agent.toml", "# written by bench-first-boot from user-data\n" + table(agent), 0o644)
 
 if role == "manager":
+    import secrets
+    from common.tls import create_ca, issue_server_cert
+    # The cluster CA is made here, with the cluster: the manager's certificate names every address
+    # members and users dial (IMDS private IP and DNS name on EC2, the host name, loopback).
+    if not (tls / "ca.crt").exists():
+        tls.mkdir(mode=0o755, exist_ok=True)
+        ca = create_ca(tls, str(doc["cluster_id"]))
+        sans = ["127.0.0.1", "localhost", socket.gethostname(), manager_host] + [a for a in (ip, local_dns) if a]
+        issue_server_cert(ca, tls, sans, key_mode=0o640, key_group=gid_of("bench"))
+    for name in ("manager-agent.credential", "root.credential"):
+        if not (etc / name).exists():  # the manager (group bench) checks them; root uses them
+            write(etc / name, f"{'bcm_' if name.startswith('manager') else 'bcu_'}{secrets.token_urlsafe(32)}\n",
+                  0o640, "bench")
     manager = {
         "listen": [f"0.0.0.0:{manager_port}"],
         "cluster_id": str(doc["cluster_id"]),
-        "agent_token_file": str(etc / "agent.token"),
-        "user_token_file": str(etc / "user.token"),
+        "tls_cert_file": str(tls / "manager.crt"),
+        "tls_key_file": str(tls / "manager.key"),
+        "tls_ca_file": str(tls / "ca.crt"),
+        "host_agent_id": node_id,
+        "host_agent_credential_file": str(etc / "manager-agent.credential"),
+        "admin_credential_file": str(etc / "root.credential"),
         "db": "/var/lib/bench-manager/state.db",
         "data_root": "/data",
         "log_format": "json",
     }
     manager.update(doc.get("manager", {}))  # provider, mode, members, … from the launcher
-    user_token = etc / "user.token"
-    if not user_token.exists():
-        write(user_token, secrets.token_urlsafe(32) + "\n", 0o640, "bench")
-    # The manager runs as bench-manager and must read the agent token to check agents.
-    os.chown(etc / "agent.token", 0, gid_of("bench"))
-    os.chmod(etc / "agent.token", 0o640)
     write(etc / "manager.toml", "# written by bench-first-boot from user-data\n" + table(manager), 0o640, "bench")
+    # root on the manager node is an administrator: workspace-ctl finds this client config.
+    write(Path("/var/lib/bench-cluster/client.toml"),
+          f'manager = "127.0.0.1:{manager_port}"\nca_file = "{tls / "ca.crt"}"\n'
+          f'admin_credential_file = "{etc / "root.credential"}"\n', 0o644)
 
-print(f"ROLE={role}")
-print(f"MANAGER_HOST={manager_host}")
+print(role)
+print(manager_host)
 PYEOF
 )
-eval "$settings"
+{ read -r ROLE; read -r MANAGER_HOST; } <<< "$settings"
+case "$ROLE" in manager|member) ;; *) die "unexpected role from the configuration step: ${ROLE@Q}" ;; esac
+[[ "$MANAGER_HOST" =~ ^[A-Za-z0-9.-]{1,253}$ ]] || die "unexpected manager host: ${MANAGER_HOST@Q}"
 say "role $ROLE (manager host $MANAGER_HOST)"
 
 common=$SGE_ROOT/$SGE_CELL/common

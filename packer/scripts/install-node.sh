@@ -94,7 +94,8 @@ getent passwd bench-manager >/dev/null || useradd --system --user-group --groups
 install -d -m 0755 /opt/bench /data /data/mounts
 install -d -m 2775 -o root -g bench /data/logs
 install -d -m 1777 /scratch
-install -d -m 0750 -o root -g bench /etc/bench
+# 0755: users read the cluster CA (tls/ca.crt); every secret inside is created 0600/0640 on its own.
+install -d -m 0755 -o root -g bench /etc/bench
 install -d -m 0700 /var/lib/bench-agent /var/lib/bench
 install -d -m 0750 -o bench-manager -g bench-manager /var/lib/bench-manager
 

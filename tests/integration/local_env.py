@@ -48,7 +48,7 @@ def local_environment(state_root: Path, cluster_id: str, *, with_sge: bool = Fal
     if with_sge:
         require_sge()
     config = LocalClusterConfig(cluster_id=cluster_id, manager_hostname=socket.gethostname(), grpc_port=50599,
-                                agent_token_file=str(state_root / "agent.token"), min_scratch_bytes=16 * 1024**2)
+                                min_scratch_bytes=16 * 1024**2)
     config.save(state_root)
     netns.ensure_bridge(config)
     hosts_changed = netns.write_hosts_block(config.hosts_lines())

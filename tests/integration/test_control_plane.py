@@ -75,11 +75,13 @@ def test_wrong_token_is_unauthenticated(plane: ControlPlane, tmp_path: Path) -> 
     bad.write_text("x" * 40)
     result = plane.ctl("cluster", "members", token_file=bad)
     assert result.returncode == 4 and "refused the credential" in result.stderr
-    # the agent token is not a user credential either
-    assert plane.ctl("cluster", "members", token_file=plane.agent_token).returncode == 4
+    # a member's credential is not a user credential either
+    member_credential = plane.root / "node-a" / "credential"
+    denied = plane.ctl("cluster", "members", token_file=member_credential)
+    assert denied.returncode == 5 and "needs a user credential" in denied.stderr
 
     async def agent_with_bad_token() -> grpc.StatusCode:
-        async with aio.insecure_channel(plane.address) as channel:
+        async with plane.trust.aio_channel(plane.address) as channel:
             stub = agent_pb2_grpc.ManagerServiceStub(channel)
             try:
                 await stub.Register(agent_pb2.NodeInfo(node_id="intruder", hostname="intruder"),
@@ -95,11 +97,11 @@ def test_wrong_token_is_unauthenticated(plane: ControlPlane, tmp_path: Path) -> 
 
 
 def test_malformed_and_oversized_messages_are_invalid_argument(plane: ControlPlane) -> None:
-    token = plane.agent_token.read_text().strip()
+    token = (plane.root / "node-a" / "credential").read_text().strip()
 
     async def probe() -> dict[str, grpc.StatusCode]:
         codes: dict[str, grpc.StatusCode] = {}
-        async with aio.insecure_channel(plane.address) as channel:
+        async with plane.trust.aio_channel(plane.address) as channel:
             raw = channel.unary_unary("/bench.v1.ManagerService/Register",
                                       request_serializer=lambda b: b, response_deserializer=lambda b: b)
             for name, payload in {"garbage": b"\xff\xff\xff\xff\x0f", "oversized": b"\x12" + b"\x80\x80\x40" +
@@ -147,7 +149,7 @@ def test_health_and_reflection_are_served(plane: ControlPlane) -> None:
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     async def probe() -> tuple[int, list[str]]:
-        async with aio.insecure_channel(plane.address) as channel:
+        async with plane.trust.aio_channel(plane.address) as channel:
             health = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service="bench.v1.ClusterService"), timeout=5)
             stream = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
@@ -180,5 +182,7 @@ def test_scale_policy_is_validated_and_shown(plane: ControlPlane) -> None:
     assert plane.ctl("compute", "scale-pool", "--member-count", "2").returncode == 0
     assert json.loads(plane.ctl("compute", "get-cluster-details", "-o", "json").stdout)["policy"]["mode"] == "static"
     audit = [json.loads(line) for line in (plane.data_root / "logs" / "activity.log").read_text().splitlines()]
-    assert [a["result"].split(":")[0] for a in audit if a["action"] == "cluster scale"][-2:] == ["ok", "ok"]
-    assert any(a["result"].startswith("rejected: INVALID_ARGUMENT") for a in audit)
+    results = [a["result"].split(":")[0] for a in audit if a["action"] == "cluster scale"]
+    assert results[-4:] == ["attempt", "ok", "attempt", "ok"]  # the attempt before acting, the result after
+    assert any(a["result"].startswith("failed: INVALID_ARGUMENT") for a in audit)
+    assert {a["user"] for a in audit if a["action"] == "cluster scale"} == {"root"}  # from the credential

@@ -88,7 +88,9 @@ def make_provider(aws: Aws, cluster_id: str, **overrides: Any) -> Ec2Provider:
 
 def make_spec(cluster_id: str, *, spot: bool = False, cores: int = 4) -> NodeSpec:
     return NodeSpec(cluster_id=cluster_id, cores=cores, memory_bytes=cores * 4 * GIB, scratch_bytes=100 * GIB,
-                    manager_address="10.0.1.10:50051", cluster_token="s3cret-token", spot=spot,
+                    manager_address="10.0.1.10:50051",
+                    join_tokens=("bcj_s3cret-token", "bcj_second-token", "bcj_third-token"),
+                    ca_cert_pem="CA-PEM", spot=spot,
                     labels={"workspace": "ws-42"})
 
 
@@ -154,10 +156,21 @@ def test_user_data_joins_the_member_to_its_manager(aws: Aws, cid: str) -> None:
     nodes = asyncio.run(make_provider(aws, cid).create(1, make_spec(cid)))
     raw = aws.client.describe_instance_attribute(InstanceId=nodes[0].node_id, Attribute="userData")
     data = parse(base64.b64decode(raw["UserData"]["Value"]).decode())
-    assert (data.role, data.cluster_id, data.manager_address, data.cluster_token) == (
-        "member", cid, "10.0.1.10:50051", "s3cret-token")
+    assert (data.role, data.cluster_id, data.manager_address, data.join_token, data.ca_cert) == (
+        "member", cid, "10.0.1.10:50051", "bcj_s3cret-token", "CA-PEM")
     assert (data.cores, data.memory_bytes, data.scratch_bytes) == (4, 16 * GIB, 100 * GIB)
     assert data.labels == {"workspace": "ws-42"}
+
+
+def test_each_member_gets_its_own_one_time_join_token(aws: Aws, cid: str) -> None:
+    nodes = asyncio.run(make_provider(aws, cid).create(2, make_spec(cid)))
+    tokens = []
+    for node in nodes:  # returned in join-token order
+        raw = aws.client.describe_instance_attribute(InstanceId=node.node_id, Attribute="userData")
+        text = base64.b64decode(raw["UserData"]["Value"]).decode()
+        tokens.append(parse(text).join_token)
+        assert "cluster_token" not in text
+    assert tokens == ["bcj_s3cret-token", "bcj_second-token"]
 
 
 def test_every_instance_is_tagged_at_launch(aws: Aws, cid: str) -> None:
@@ -232,7 +245,7 @@ def test_throttled_launch_is_retried_without_duplicates(aws: Aws, cid: str) -> N
 
     provider.client.meta.events.register("before-call.ec2.RunInstances", throttle_twice)
     nodes = asyncio.run(provider.create(2, make_spec(cid)))
-    assert len(calls) == 3
+    assert len(calls) == 4  # two throttled, then one RunInstances per node (each with its own join token)
     assert sorted(i["InstanceId"] for i in live_instances(aws, cid)) == sorted(n.node_id for n in nodes)
 
 

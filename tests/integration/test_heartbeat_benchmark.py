@@ -184,7 +184,7 @@ def test_tiny_run_prints_figures_for_manager_and_echo(tmp_path: Path) -> None:
                   "server CPU %", "bench-manager", "echo", "ratio"):
         assert label in output, f"{label!r} missing from:\n{output}"
     figures = json.loads(out.read_text())
-    for server in ("bench_manager", "echo"):
+    for server in ("bench_manager", "echo", "bench_manager_plaintext"):
         f = figures[server]
         assert f["agents"] == AGENTS
         assert f["heartbeats_accepted"] > 0 and f["heartbeats_unconfirmed"] == 0
@@ -199,6 +199,9 @@ def test_tiny_run_prints_figures_for_manager_and_echo(tmp_path: Path) -> None:
     assert all(isinstance(v, float) and v > 0 for v in figures["ratios"].values()), figures["ratios"]
     printed_ratio = f"{figures['ratios']['heartbeats_per_s']:,.2f}"
     assert printed_ratio in output
+    # TLS on and off in the same run, and the cost of TLS printed as a ratio
+    assert "Cost of TLS" in output
+    assert f"{figures['tls_ratios']['server_cpu_percent']:,.2f}" in output
     # the manager served the agents it logged; both servers were reported, and stopped (run_benchmark)
     manager_log = (tmp_path / "work" / "manager-r1" / "manager.log").read_text()
     assert "hb-bench-0000" in manager_log

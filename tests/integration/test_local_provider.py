@@ -34,7 +34,8 @@ def env(tmp_path: Path) -> Iterator[tuple[Path, LocalClusterConfig]]:
 
 def spec(scratch: int = SMALL_SCRATCH, cluster: str = CLUSTER) -> NodeSpec:
     return NodeSpec(cluster_id=cluster, cores=2, memory_bytes=2 * 1024**3, scratch_bytes=scratch,
-                    manager_address="127.0.0.1:50599", cluster_token="t" * 32)
+                    manager_address="127.0.0.1:50599",
+                    join_tokens=tuple(f"bcj_test-token-{i:02d}-0123456789" for i in range(8)))
 
 
 def provider(state_root: Path, seen: Path) -> LocalProvider:
@@ -108,7 +109,7 @@ from tests.integration.local_env import agent_stand_in
 p = LocalProvider({CLUSTER!r}, Path({str(state_root)!r}),
                   agent_command=lambda launch: agent_stand_in(Path({str(seen)!r})))
 spec = NodeSpec(cluster_id={CLUSTER!r}, cores=2, memory_bytes=2 << 30, scratch_bytes={SMALL_SCRATCH},
-                manager_address="127.0.0.1:1", cluster_token="t" * 32)
+                manager_address="127.0.0.1:1", join_tokens=("bcj_" + "t" * 32,))
 nodes = asyncio.run(p.create(1, spec))
 print("NODES " + json.dumps([n.node_id for n in nodes]), flush=True)
 time.sleep(600)

@@ -21,8 +21,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from common.auth import write_new_token
-from tests.harness import Daemon, free_port, wait_until
+from common.tls import channel_credentials
+from tests.harness import Daemon, Trust, free_port, wait_until
 
 WATCHDOG_USEC = 1_000_000  # the daemons ping every WATCHDOG_USEC/2 = 0.5 s
 _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
@@ -85,6 +85,7 @@ class Started:
     daemon: Daemon
     notify: NotifySocket
     health_target: str  # where the daemon's grpc.health.v1 service answers
+    ca: Path | None = None  # the cluster CA when that is the manager's TLS port
 
     @property
     def pid(self) -> int:
@@ -95,9 +96,12 @@ class Started:
         return self.daemon.log_path.read_text(errors="replace")[-3000:]
 
 
-def health_status(target: str) -> int:
-    """One health check that fails at once (no wait_for_ready) when nothing serves the target."""
-    with grpc.insecure_channel(target) as channel:
+def health_status(target: str, ca: Path | None = None) -> int:
+    """One health check that fails at once (no wait_for_ready) when nothing serves the target. The
+    manager serves TLS (ca given); the agent's local health socket is a unix socket."""
+    channel_of = (lambda: grpc.secure_channel(target, channel_credentials(ca))) if ca else \
+        (lambda: grpc.insecure_channel(target))
+    with channel_of() as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     return int(reply.status)
 
@@ -107,20 +111,21 @@ def notify_env(sock: Path) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1"}
 
 
+def trust(root: Path) -> Trust:
+    return Trust(root) if (root / "tls" / "ca.crt").exists() else Trust.create(root)
+
+
 def manager_daemon(root: Path, port: int, env: dict[str, str]) -> Daemon:
-    for name in ("agent.token", "user.token"):
-        if not (root / name).exists():
-            write_new_token(root / name)
     argv = [sys.executable, "-m", "manager.main", "--listen", f"127.0.0.1:{port}", "--db", str(root / "state.db"),
-            "--cluster-id", "sdnotify", "--agent-token-file", str(root / "agent.token"),
-            "--user-token-file", str(root / "user.token"), "--provider", "none", "--no-sge",
+            "--cluster-id", "sdnotify", *trust(root).manager_args(), "--provider", "none", "--no-sge",
             "--data-root", str(root / "data"), "--log-format", "json"]
     return Daemon(argv, root / "manager.log", env)
 
 
 def agent_daemon(root: Path, manager_port: int, env: dict[str, str]) -> Daemon:
     argv = [sys.executable, "-m", "agent.main", "--manager", f"127.0.0.1:{manager_port}",
-            "--token-file", str(root / "agent.token"), "--node-id", "node-sd", "--state-dir", str(root / "agent"),
+            "--ca-file", str(trust(root).ca), "--credential-file", str(trust(root).host_agent_credential),
+            "--node-id", "manager", "--role", "manager", "--state-dir", str(root / "agent"),
             "--scratch-dir", str(root / "scratch"), "--data-root", str(root / "data"), "--cores", "2",
             "--memory", "4G", "--heartbeat-interval", "0.5", "--log-format", "json"]
     return Daemon(argv, root / "agent.log", env)
@@ -134,16 +139,16 @@ def started(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Started]
     background: list[Daemon] = []
     if request.param == "bench-manager":
         daemon = manager_daemon(tmp_path, port, notify_env(sock_path))
-        target = f"127.0.0.1:{port}"
+        target, ca = f"127.0.0.1:{port}", trust(tmp_path).ca
     else:
         # The agent under test needs a manager to talk to; that one gets no notify socket.
         background.append(manager_daemon(tmp_path, port, {}).start())
-        wait_until(lambda: _serves(f"127.0.0.1:{port}"), 30, "the helper manager serving")
+        wait_until(lambda: _serves(f"127.0.0.1:{port}", trust(tmp_path).ca), 30, "the helper manager serving")
         daemon = agent_daemon(tmp_path, port, notify_env(sock_path))
-        target = f"unix:{tmp_path / 'agent' / 'agent.sock'}"
+        target, ca = f"unix:{tmp_path / 'agent' / 'agent.sock'}", None
     daemon.start()
     try:
-        yield Started(daemon, notify, target)
+        yield Started(daemon, notify, target, ca)
     finally:
         for process in (daemon, *background):
             if process.proc is not None and process.proc.poll() is None:
@@ -152,9 +157,9 @@ def started(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Started]
         notify.close()
 
 
-def _serves(target: str) -> bool:
+def _serves(target: str, ca: Path | None = None) -> bool:
     try:
-        return health_status(target) == health_pb2.HealthCheckResponse.SERVING
+        return health_status(target, ca) == health_pb2.HealthCheckResponse.SERVING
     except grpc.RpcError:
         return False
 
@@ -162,7 +167,7 @@ def _serves(target: str) -> bool:
 def test_ready_is_sent_by_the_main_process_once_it_serves(started: Started) -> None:
     ready = started.notify.wait_for("READY", "1", timeout_s=60)
     # Straight after READY, with no retry or wait: the health service must already answer.
-    status = health_status(started.health_target)
+    status = health_status(started.health_target, started.ca)
     assert status in (health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING)
     assert ready.pid == started.pid, "READY must come from the main process (NotifyAccess=main)"
     assert started.daemon.alive, started.log()
@@ -174,7 +179,7 @@ def test_manager_is_serving_at_ready(tmp_path: Path) -> None:
     daemon = manager_daemon(tmp_path, port, notify_env(tmp_path / "notify.sock")).start()
     try:
         notify.wait_for("READY", "1", timeout_s=60)
-        assert health_status(f"127.0.0.1:{port}") == health_pb2.HealthCheckResponse.SERVING
+        assert health_status(f"127.0.0.1:{port}", trust(tmp_path).ca) == health_pb2.HealthCheckResponse.SERVING
     finally:
         daemon.stop()
         notify.close()
@@ -183,7 +188,7 @@ def test_manager_is_serving_at_ready(tmp_path: Path) -> None:
 def test_health_turns_serving(started: Started) -> None:
     """The manager serves at once; the agent reports SERVING once it is connected to its manager."""
     started.notify.wait_for("READY", "1", timeout_s=60)
-    wait_until(lambda: _serves(started.health_target), 30, "health status SERVING")
+    wait_until(lambda: _serves(started.health_target, started.ca), 30, "health status SERVING")
 
 
 def test_watchdog_pings_keep_coming_from_the_main_process(started: Started) -> None:

@@ -51,7 +51,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SgeClien
     with local_environment(state_root, CLUSTER, with_sge=True):
         provider = LocalProvider(CLUSTER, state_root, agent_command=lambda launch: agent_stand_in(base / "seen"))
         spec = NodeSpec(cluster_id=CLUSTER, cores=2, memory_bytes=2 << 30, scratch_bytes=SMALL_SCRATCH,
-                        manager_address="127.0.0.1:1", cluster_token="t" * 32)
+                        manager_address="127.0.0.1:1",
+                        join_tokens=tuple(f"bcj_test-token-{i:02d}-0123456789" for i in range(8)))
         nodes = run(provider.create(2, spec))
         client = SgeClient()
         names = [n.hostname for n in nodes]

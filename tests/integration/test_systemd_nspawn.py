@@ -42,7 +42,6 @@ USER_DATA = """#bench-cluster-userdata v1
 role = "manager"
 cluster_id = "nspawn"
 manager_address = "127.0.0.1:50051"
-cluster_token = "nspawn-agent-token-0123456789"
 cores = 2
 memory_bytes = 4294967296
 scratch_bytes = 1073741824
@@ -121,14 +120,14 @@ for d in bench-manager bench-agent; do
 done
 # The agent registered with the manager over loopback (READY member in the manager's registry).
 for _ in $(seq 1 60); do
-  /opt/bench/venv/bin/workspace-ctl --manager 127.0.0.1:50051 --token-file /etc/bench/user.token \
-    cluster members --output json > "$R/members.json" 2>> "$R/driver.log" && grep -q READY "$R/members.json" && break
+  /opt/bench/venv/bin/workspace-ctl cluster members --output json > "$R/members.json" 2>> "$R/driver.log" \
+    && grep -q READY "$R/members.json" && break
   sleep 0.5
 done
 # A mount made by the sandboxed agent must be visible where SGE jobs run (outside the agent's unit).
 mkdir -p /data/project/src && echo hello-from-source > /data/project/src/hello.txt
 agent_pid=$(prop bench-agent MainPID)
-/opt/bench/venv/bin/workspace-ctl --manager 127.0.0.1:50051 --token-file /etc/bench/user.token data create-mount \
+/opt/bench/venv/bin/workspace-ctl data create-mount \
   --mount-path /data/mounts/probe --source /data/project/src --mode read-write > "$R/create-mount.txt" 2>&1
 for _ in $(seq 1 40); do
   grep -q " /data/mounts/probe " "/proc/$agent_pid/mountinfo" && break
@@ -140,7 +139,14 @@ cat /data/mounts/probe/hello.txt > "$R/mount-read-outside.txt" 2>&1
 cat /data/mounts/setns-probe/hello > "$R/setns-probe.txt" 2>&1
 cp /data/logs/manager-qconf-probe "$R/" 2>> "$R/driver.log"
 cp /data/logs/agent-sandbox-probe /etc/bench/manager.toml /etc/bench/agent.toml "$R/" 2>> "$R/driver.log"
-stat -c '%a %U %G %n' /etc/bench/agent.token /etc/bench/user.token > "$R/tokens.txt"
+stat -c '%a %U %G %n' /etc/bench/root.credential /etc/bench/manager-agent.credential /etc/bench/tls/manager.key \
+  /etc/bench/tls/ca.key /etc/bench/tls/ca.crt > "$R/tokens.txt"
+# An ordinary user: an administrator (root, from first boot) adds them; they use workspace-ctl over TLS.
+useradd -m nspawnuser
+/opt/bench/venv/bin/workspace-ctl admin add-user nspawnuser --role viewer > "$R/add-user.txt" 2>&1
+su -s /bin/sh nspawnuser -c 'BENCH_USER=root /opt/bench/venv/bin/workspace-ctl cluster status; echo "status=$?"; \
+  /opt/bench/venv/bin/workspace-ctl cluster scale --static 1; echo "scale=$?"' > "$R/user-ctl.txt" 2>&1
+grep '"cluster scale"' /data/logs/activity.log > "$R/user-audit.txt" 2>&1
 for d in bench-manager bench-agent; do
   old=$(prop "$d" MainPID); restarts=$(prop "$d" NRestarts)
   echo "$old $restarts" > "$R/before-hang-$d.txt"
@@ -163,7 +169,8 @@ MEMBER_USER_DATA = """#bench-cluster-userdata v1
 role = "member"
 cluster_id = "nspawn"
 manager_address = "bench-manager-host:50051"
-cluster_token = "nspawn-agent-token-0123456789"
+join_token = "bcj_nspawn-one-time-join-token-0123456789"
+ca_cert = "-----BEGIN CERTIFICATE-----\\nnot-used-offline\\n-----END CERTIFICATE-----\\n"
 cores = 4
 memory_bytes = 17179869184
 scratch_bytes = 1073741824
@@ -183,6 +190,7 @@ done
 cp /etc/bench/agent.toml "$R/member-agent.toml"
 cp /var/lib/gridengine/default/common/act_qmaster "$R/member-act_qmaster"
 ls /etc/bench > "$R/member-etc-bench.txt"
+stat -c '%a %U %n' /var/lib/bench-agent/join.token /etc/bench/tls/ca.crt > "$R/member-secrets.txt" 2>&1
 journalctl -b --no-pager > "$R/member-journal.txt" 2>&1
 echo done > "$R/member-finished"
 """
@@ -361,6 +369,18 @@ def test_member_role_points_agent_and_sge_at_the_manager(member_booted: Path) ->
     assert "manager.toml" not in (member_booted / "member-etc-bench.txt").read_text().split()
 
 
+def test_member_boots_with_a_one_time_join_token_only(member_booted: Path) -> None:
+    """Nothing long-lived from user-data: the join token (0600, in the agent's state) and the public CA."""
+    agent = tomllib.loads((member_booted / "member-agent.toml").read_text())
+    assert agent["join_token_file"] == "/var/lib/bench-agent/join.token"
+    assert agent["credential_file"] == "/var/lib/bench-agent/credential"
+    lines = (member_booted / "member-secrets.txt").read_text().splitlines()
+    modes = {line.split()[-1]: line.split()[:2] for line in lines}
+    assert modes == {"/var/lib/bench-agent/join.token": ["600", "root"], "/etc/bench/tls/ca.crt": ["644", "root"]}
+    listed = (member_booted / "member-etc-bench.txt").read_text().split()
+    assert not any(name.endswith((".token", ".credential")) for name in listed), listed
+
+
 def boot_container(root: Path, results: Path, machine: str = "bench-node") -> subprocess.CompletedProcess[str]:
     """Boot until the driver powers off; on timeout ask the container to shut down before killing it."""
     argv = ["systemd-nspawn", "-D", str(root), "--boot", "--console=pipe", "--register=no", "--keep-unit",
@@ -406,10 +426,25 @@ def test_first_boot_wrote_the_role_configuration(booted: Path) -> None:
                               "instance_types": {"4/16G": "m6i.xlarge"}}
     agent = tomllib.loads((booted / "agent.toml").read_text())
     assert (agent["manager"], agent["role"], agent["node_id"]) == ("127.0.0.1:50051", "manager", "bench-node")
-    # Tokens: readable by root and the bench group (the unprivileged manager), nobody else.
+    assert manager["tls_cert_file"] == "/etc/bench/tls/manager.crt" and manager["host_agent_id"] == "bench-node"
+    # Secrets: readable by root and the bench group (the unprivileged manager), nobody else; the CA key
+    # by root alone; the CA certificate by everyone (users pin it).
     modes = {line.split()[-1]: line.split()[:3] for line in (booted / "tokens.txt").read_text().splitlines()}
-    assert modes == {"/etc/bench/agent.token": ["640", "root", "bench"],
-                     "/etc/bench/user.token": ["640", "root", "bench"]}
+    assert modes == {"/etc/bench/root.credential": ["640", "root", "bench"],
+                     "/etc/bench/manager-agent.credential": ["640", "root", "bench"],
+                     "/etc/bench/tls/manager.key": ["640", "root", "bench"],
+                     "/etc/bench/tls/ca.key": ["600", "root", "root"],
+                     "/etc/bench/tls/ca.crt": ["644", "root", "root"]}
+
+
+def test_ordinary_user_runs_workspace_ctl_with_their_own_credential(booted: Path) -> None:
+    assert "credential installed at /home/nspawnuser/.config/bench-cluster/credential" in \
+        (booted / "add-user.txt").read_text(), _tail(booted / "add-user.txt")
+    out = (booted / "user-ctl.txt").read_text()
+    assert "status=0" in out and "scale=5" in out, out
+    assert "needs the administrator role" in out
+    audit = [json.loads(line) for line in (booted / "user-audit.txt").read_text().splitlines()]
+    assert audit and {a["user"] for a in audit} == {"nspawnuser"}, audit  # not BENCH_USER=root
 
 
 def test_agent_joined_the_manager_over_loopback(booted: Path) -> None:

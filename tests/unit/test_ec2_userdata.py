@@ -8,7 +8,8 @@ import pytest
 
 from manager.providers.ec2_userdata import EC2_USERDATA_LIMIT, MARKER, NodeUserData, parse, render
 
-MEMBER = NodeUserData(role="member", cluster_id="c-1", manager_address="10.0.0.5:50051", cluster_token="tok",
+MEMBER = NodeUserData(role="member", cluster_id="c-1", manager_address="10.0.0.5:50051",
+                      join_token="bcj_tok", ca_cert="-----BEGIN CERTIFICATE-----\nx\n",
                       cores=4, memory_bytes=16 * 1024**3, scratch_bytes=100 * 1024**3, labels={"ws": "42"})
 
 
@@ -29,7 +30,7 @@ def test_starts_with_the_marker_first_boot_checks() -> None:
 
 @pytest.mark.parametrize("hostile", ['a"\nrole = "manager', "back\\slash", "tab\there", "ünï"])
 def test_values_cannot_break_out_of_their_line(hostile: str) -> None:
-    data = NodeUserData(**{**MEMBER.__dict__, "cluster_token": hostile, "labels": {hostile: hostile}})
+    data = NodeUserData(**{**MEMBER.__dict__, "join_token": hostile, "labels": {hostile: hostile}})
     text = render(data)
     assert tomllib.loads(text)["role"] == "member"
     assert parse(text) == data

@@ -56,7 +56,7 @@ def test_bad_options_name_the_problem(overrides: dict[str, object], message: str
 
 
 def test_member_pool_names_and_addresses() -> None:
-    config = LocalClusterConfig(cluster_id="c", manager_hostname="vm", grpc_port=50051, agent_token_file="/t")
+    config = LocalClusterConfig(cluster_id="c", manager_hostname="vm", grpc_port=50051)
     slots = config.slots()
     assert len(slots) == 50
     assert (slots[0].hostname, slots[0].ip, slots[0].host_veth) == ("bench-m01", "10.231.0.11", "bv01")
@@ -69,7 +69,7 @@ def test_member_pool_names_and_addresses() -> None:
 
 
 def test_config_round_trips_through_the_state_root(tmp_path: Path) -> None:
-    config = LocalClusterConfig(cluster_id="c", manager_hostname="vm", grpc_port=50600, agent_token_file="/t",
+    config = LocalClusterConfig(cluster_id="c", manager_hostname="vm", grpc_port=50600,
                                 min_scratch_bytes=16)
     config.save(tmp_path)
     assert LocalClusterConfig.load(tmp_path) == config

@@ -7,6 +7,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class JoinRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class JoinResponse(_message.Message):
+    __slots__ = ("member_id", "credential")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    credential: str
+    def __init__(self, member_id: _Optional[str] = ..., credential: _Optional[str] = ...) -> None: ...
+
 class NodeInfo(_message.Message):
     __slots__ = ("node_id", "hostname", "ip", "agent_version", "capacity", "role")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]

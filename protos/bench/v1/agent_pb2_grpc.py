@@ -34,6 +34,11 @@ class ManagerServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Join = channel.unary_unary(
+                '/bench.v1.ManagerService/Join',
+                request_serializer=protos_dot_bench_dot_v1_dot_agent__pb2.JoinRequest.SerializeToString,
+                response_deserializer=protos_dot_bench_dot_v1_dot_agent__pb2.JoinResponse.FromString,
+                _registered_method=True)
         self.Register = channel.unary_unary(
                 '/bench.v1.ManagerService/Register',
                 request_serializer=protos_dot_bench_dot_v1_dot_agent__pb2.NodeInfo.SerializeToString,
@@ -48,6 +53,14 @@ class ManagerServiceStub:
 
 class ManagerServiceServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def Join(self, request, context):
+        """First boot: exchange the one-time join token (the bearer credential of this call) for the
+        member's own long-lived credential. The token names the member; nothing in the request does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Register(self, request, context):
         """First call of an agent: announces the node and gets (or gets back) its member id.
@@ -66,6 +79,11 @@ class ManagerServiceServicer:
 
 def add_ManagerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Join': grpc.unary_unary_rpc_method_handler(
+                    servicer.Join,
+                    request_deserializer=protos_dot_bench_dot_v1_dot_agent__pb2.JoinRequest.FromString,
+                    response_serializer=protos_dot_bench_dot_v1_dot_agent__pb2.JoinResponse.SerializeToString,
+            ),
             'Register': grpc.unary_unary_rpc_method_handler(
                     servicer.Register,
                     request_deserializer=protos_dot_bench_dot_v1_dot_agent__pb2.NodeInfo.FromString,
@@ -86,6 +104,33 @@ def add_ManagerServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ManagerService:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Join(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bench.v1.ManagerService/Join',
+            protos_dot_bench_dot_v1_dot_agent__pb2.JoinRequest.SerializeToString,
+            protos_dot_bench_dot_v1_dot_agent__pb2.JoinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Register(request,

@@ -89,6 +89,31 @@ class ClusterServiceStub:
                 request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WatchEventsRequest.SerializeToString,
                 response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.ClusterEvent.FromString,
                 _registered_method=True)
+        self.AddUser = channel.unary_unary(
+                '/bench.v1.ClusterService/AddUser',
+                request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.AddUserRequest.SerializeToString,
+                response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.AddUserResponse.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/bench.v1.ClusterService/ListUsers',
+                request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.RemoveUser = channel.unary_unary(
+                '/bench.v1.ClusterService/RemoveUser',
+                request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.RemoveUserRequest.SerializeToString,
+                response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.RemoveUserResponse.FromString,
+                _registered_method=True)
+        self.AddNode = channel.unary_unary(
+                '/bench.v1.ClusterService/AddNode',
+                request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.AddNodeRequest.SerializeToString,
+                response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.AddNodeResponse.FromString,
+                _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/bench.v1.ClusterService/WhoAmI',
+                request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -160,6 +185,39 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddUser(self, request, context):
+        """Users and their roles (administrator only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddNode(self, request, context):
+        """Enrol a node the provider does not launch (provider "none"): returns a one-time join token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhoAmI(self, request, context):
+        """Who the manager thinks the caller is, and with which role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -217,6 +275,31 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.WatchEvents,
                     request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WatchEventsRequest.FromString,
                     response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.ClusterEvent.SerializeToString,
+            ),
+            'AddUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddUser,
+                    request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.AddUserRequest.FromString,
+                    response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.AddUserResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.ListUsersRequest.FromString,
+                    response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'RemoveUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveUser,
+                    request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.RemoveUserRequest.FromString,
+                    response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.RemoveUserResponse.SerializeToString,
+            ),
+            'AddNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddNode,
+                    request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.AddNodeRequest.FromString,
+                    response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.AddNodeResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WhoAmIRequest.FromString,
+                    response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WhoAmIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -516,6 +599,141 @@ class ClusterService:
             '/bench.v1.ClusterService/WatchEvents',
             protos_dot_bench_dot_v1_dot_cluster__pb2.WatchEventsRequest.SerializeToString,
             protos_dot_bench_dot_v1_dot_cluster__pb2.ClusterEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bench.v1.ClusterService/AddUser',
+            protos_dot_bench_dot_v1_dot_cluster__pb2.AddUserRequest.SerializeToString,
+            protos_dot_bench_dot_v1_dot_cluster__pb2.AddUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bench.v1.ClusterService/ListUsers',
+            protos_dot_bench_dot_v1_dot_cluster__pb2.ListUsersRequest.SerializeToString,
+            protos_dot_bench_dot_v1_dot_cluster__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bench.v1.ClusterService/RemoveUser',
+            protos_dot_bench_dot_v1_dot_cluster__pb2.RemoveUserRequest.SerializeToString,
+            protos_dot_bench_dot_v1_dot_cluster__pb2.RemoveUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bench.v1.ClusterService/AddNode',
+            protos_dot_bench_dot_v1_dot_cluster__pb2.AddNodeRequest.SerializeToString,
+            protos_dot_bench_dot_v1_dot_cluster__pb2.AddNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bench.v1.ClusterService/WhoAmI',
+            protos_dot_bench_dot_v1_dot_cluster__pb2.WhoAmIRequest.SerializeToString,
+            protos_dot_bench_dot_v1_dot_cluster__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,
