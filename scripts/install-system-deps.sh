@@ -12,6 +12,8 @@ PACKAGES=(
   iproute2 util-linux e2fsprogs procps psmisc
   # mount benchmark peers
   bindfs rclone
+  # Spark (master, workers, executors, the PySpark kernels' drivers)
+  openjdk-17-jre-headless
   # packaging checks
   packer systemd systemd-container debootstrap
 )

@@ -1,0 +1,37 @@
+"""Spark on the local cluster: the supervised master on the manager node (bound to the bridge
+address, so members and the workspace node reach it), the manager's Spark flags, and the three
+PySpark kernel specs installed system-wide for the workspace node's users."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from benchspark.kernelspec import DEFAULT_PREFIX, install
+
+MASTER_PORT = 7077
+UI_PORT = 8080
+
+
+def master_url(host: str) -> str:
+    return f"spark://{host}:{MASTER_PORT}"
+
+
+def ui_url(host: str) -> str:
+    return f"http://{host}:{UI_PORT}"
+
+
+def master_argv(state_root: Path, host: str) -> list[str]:
+    return [sys.executable, "-m", "manager.spark.master", "--host", host, "--port", str(MASTER_PORT),
+            "--webui-port", str(UI_PORT), "--state-dir", str(state_root / "spark-master")]
+
+
+def manager_flags(host: str) -> list[str]:
+    # The workspace node is this machine's host namespace, which members reach at the bridge address.
+    return ["--spark-master-url", master_url(host), "--spark-ui-url", ui_url(host), "--spark-driver-host", host,
+            "--spark-python", sys.executable]
+
+
+def install_kernels(prefix: Path = DEFAULT_PREFIX) -> Path:
+    install(prefix, sys.executable)
+    return prefix
