@@ -67,6 +67,7 @@ class Reconciler:
             from manager.spark.broker import SparkBroker
 
             self.spark = SparkBroker(manager.config, sge)
+            manager.spark = self.spark
 
     @classmethod
     def from_config(cls, manager: ClusterManager) -> Reconciler:

@@ -37,6 +37,7 @@ from manager.spark.slots import (
     remote_wanted,
     slot_job_name,
 )
+from protos.bench.v1 import cluster_pb2
 
 log = get_logger("spark")
 
@@ -239,12 +240,22 @@ class SparkBroker:
         except OSError as exc:
             log.error("spark status file not writable", path=str(path), error=str(exc))
 
-    def member_summary(self, ip: str) -> dict[str, int]:
-        """Spark on one member: slot workers, executors (cores in use) and cores offered."""
+    def member_pb(self, ip: str) -> cluster_pb2.SparkMember:
+        """Spark on one member: slot workers, executors (each slot worker runs one) and their cores."""
         workers = [w for w in self.view.workers if w.host == ip and w.state == "ALIVE"]
-        return {"workers": len(workers), "cores": sum(w.cores for w in workers),
-                "cores_used": sum(w.cores_used for w in workers),
-                "executors": sum(1 for w in workers if w.cores_used)}
+        return cluster_pb2.SparkMember(workers=len(workers), executors=sum(1 for w in workers if w.cores_used),
+                                       cores=sum(w.cores for w in workers),
+                                       cores_used=sum(w.cores_used for w in workers))
+
+    def status_pb(self) -> cluster_pb2.SparkStatus:
+        alive = [w for w in self.view.workers if w.state == "ALIVE"]
+        return cluster_pb2.SparkStatus(
+            enabled=True, master_url=self.config.spark_master_url, ui_url=self.config.spark_ui_url,
+            master_status=self.view.master_status, alive_workers=len(alive), cores=sum(w.cores for w in alive),
+            cores_used=sum(w.cores_used for w in alive), error=self.view.error,
+            apps=[cluster_pb2.SparkApp(app_id=a.app_id, name=a.name, user=a.user, state=a.state,
+                                       cores_granted=a.cores_granted, wants=self.view.wants.get(a.app_id, ""))
+                  for a in self.view.apps])
 
 
 def _count_slots(jobs: Iterable[SgeJob]) -> dict[str, SlotCount]:
