@@ -82,3 +82,30 @@ def run_kernel(kind: str, cells: list[str], timeout_s: float = 240.0) -> dict[st
 def master_json() -> dict[str, Any]:
     with urllib.request.urlopen(MASTER_UI + "/json/", timeout=5) as response:
         return dict(json.load(response))
+
+
+def start_kernel(kind: str, cells: list[str], timeout_s: float = 300.0) -> subprocess.Popen[str]:
+    """run_kernel in the background: the test acts while the kernel works (kills, drains)."""
+    user = ensure_user()
+    return subprocess.Popen(
+        ["/usr/sbin/runuser", "-u", user, "--", sys.executable, "-m", "tests.e2e.kernel_client", f"pyspark-{kind}",
+         str(timeout_s), *cells],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": pwd.getpwnam(user).pw_dir, "LANG": "C.UTF-8"})
+
+
+def finish_kernel(proc: subprocess.Popen[str], timeout_s: float = 600.0) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=timeout_s)
+    assert proc.returncode == 0, f"kernel client failed ({proc.returncode}):\n{out}\n{err[-4000:]}"
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def java_pids(main_class: str) -> list[int]:
+    import psutil
+
+    pids = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if any(part == main_class for part in cmdline) and any("java" in part for part in cmdline[:1]):
+            pids.append(proc.pid)
+    return pids

@@ -4,10 +4,12 @@ a fast mount under /data/mounts."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,17 @@ import pytest
 from benchspark.paths import conf_file
 from tests.e2e.cluster_helpers import max_concurrency_by_host, qacct_tasks, qsub, sge
 from tests.e2e.localcluster import LocalCluster, job_script
-from tests.e2e.spark_helpers import answer_of, expected_answer, master_json, program, run_kernel, write_words
+from tests.e2e.spark_helpers import (
+    answer_of,
+    expected_answer,
+    finish_kernel,
+    java_pids,
+    master_json,
+    program,
+    run_kernel,
+    start_kernel,
+    write_words,
+)
 from tests.harness import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -141,3 +153,106 @@ def cores_in_use() -> dict[str, tuple[int, int]]:
             if ip:
                 sge_used[ip] = sge_used.get(ip, 0) + 1
     return {ip: (sge_used.get(ip, 0), spark_used.get(ip, 0)) for ip in {*sge_used, *spark_used}}
+
+
+@pytest.fixture
+def edited_conf() -> Iterator[Callable[[str, str], None]]:
+    """Edit a kernel's spark-defaults.conf as a user would; the original comes back afterwards."""
+    originals: dict[Path, str] = {}
+
+    def edit(kind: str, line: str) -> None:
+        path = conf_file(kind)
+        originals.setdefault(path, path.read_text())
+        path.write_text(originals[path] + line + "\n")
+
+    yield edit
+    for path, text in originals.items():
+        path.write_text(text)
+
+
+def first_error(result: dict) -> str:
+    cell = result["cells"][0]
+    assert cell["status"] == "error", result
+    return str(cell["error"])
+
+
+def test_malformed_line_is_named_and_the_edit_is_kept(cluster: LocalCluster, edited_conf) -> None:
+    edited_conf("local", "spark.executor.memory")
+    edited = conf_file("local").read_text()
+    error = first_error(run_kernel("local", ["sc.version"], timeout_s=120))
+    line = len(edited.splitlines())
+    assert f"{conf_file('local')} line {line}: 'spark.executor.memory'" in error and "has no value" in error
+    # the cluster keeps writing its files every pass, but never over the user's edit
+    proposal = conf_file("local").with_name("spark-defaults.conf.cluster")
+    wait_until(proposal.exists, 30, "the cluster's proposal next to the edited file")
+    assert conf_file("local").read_text() == edited
+
+
+def test_executor_bigger_than_any_member_is_refused_at_kernel_start(cluster: LocalCluster, edited_conf) -> None:
+    edited_conf("remote", "spark.executor.cores 8")
+    error = first_error(run_kernel("remote", ["sc.version"], timeout_s=120))
+    assert "is bigger than any member (1 usable cores" in error and "spark.executor.cores" in error
+
+
+def test_unreachable_master_is_a_clear_message_within_a_bounded_time(cluster: LocalCluster, edited_conf) -> None:
+    edited_conf("remote", "spark.master spark://10.231.0.1:7999")
+    started = time.monotonic()
+    error = first_error(run_kernel("remote", ["sc.version"], timeout_s=120))
+    assert "the Spark master at spark://10.231.0.1:7999 is unreachable" in error
+    assert time.monotonic() - started < 120
+
+
+def test_kill9_of_master_and_worker_they_come_back_and_the_kernel_works(cluster: LocalCluster,
+                                                                        tmp_path: Path) -> None:
+    ready, go = Path(f"/tmp/spark-e2e-ready-{os.getpid()}"), Path(f"/tmp/spark-e2e-go-{os.getpid()}")
+    for marker in (ready, go):
+        marker.unlink(missing_ok=True)
+    cells = [
+        f"print('C1', sc.parallelize(range(100), 4).sum()); open({str(ready)!r}, 'w').close()",
+        f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.5)\n"
+        "print('C2', sc.parallelize(range(100), 4).map(lambda x: x * 2).sum())",
+    ]
+    kernel = start_kernel("remote", cells)
+    try:
+        wait_until(ready.exists, 300, "the kernel's first action")
+        masters = java_pids("org.apache.spark.deploy.master.Master")
+        assert len(masters) == 1
+        os.kill(masters[0], signal.SIGKILL)
+        wait_until(lambda: [p for p in java_pids("org.apache.spark.deploy.master.Master") if p not in masters],
+                   120, "a new Spark master")
+        wait_until(lambda: master_json().get("status") == "ALIVE" and master_json().get("aliveworkers", 0) >= 1,
+                   180, "the restarted master ALIVE with its workers back", interval_s=2)
+        workers = java_pids("org.apache.spark.deploy.worker.Worker")
+        assert workers, "no Spark worker runs"
+        os.kill(workers[0], signal.SIGKILL)
+        wait_until(lambda: [p for p in java_pids("org.apache.spark.deploy.worker.Worker") if p not in workers],
+                   120, "the killed worker restarted by its slot")
+        go.write_text("")
+        result = finish_kernel(kernel)
+    finally:
+        go.write_text("")
+        if kernel.poll() is None:
+            kernel.wait(600)
+    assert "C1 4950" in result["cells"][0]["stdout"], result
+    assert "C2 9900" in result["cells"][1]["stdout"], result
+
+
+def test_draining_a_member_that_runs_executors_the_job_still_completes(cluster: LocalCluster) -> None:
+    cell = ("import time\n"
+            "print('SUM', sc.parallelize(range(24), 24).map(lambda x: time.sleep(2) or x).sum())")
+    kernel = start_kernel("remote", [cell])
+    try:
+        def busy_hosts() -> list[str]:
+            return [w["host"] for w in master_json().get("workers", []) if w["state"] == "ALIVE" and w["coresused"]]
+
+        hosts = wait_until(lambda: len(busy_hosts()) >= 2 and busy_hosts(), 300, "executors on both members",
+                           interval_s=1)
+        victim = next(m for m in cluster.members().values() if m["ip"] == hosts[0])
+        cluster.ctl("cluster", "drain", victim["member_id"])
+        result = finish_kernel(kernel)
+    finally:
+        if kernel.poll() is None:
+            kernel.wait(600)
+    assert "SUM 276" in result["cells"][0]["stdout"], result
+    wait_until(lambda: cluster.members().get(victim["member_id"], {}).get("state") == "TERMINATED", 240,
+               "the drained member to be removed", interval_s=2)
