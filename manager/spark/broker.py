@@ -212,7 +212,9 @@ class SparkBroker:
         return [
             "-terse", "-b", "y", "-shell", "no", "-wd", "/", "-N", slot_job_name(want.kind, want.app_id),
             "-t", f"1-{count}", "-l", f"static_cores={want.cores},static_mem={want.memory_mb}M",
-            "-j", "y", "-o", f"{logs}/", "-v", f"PATH={JOB_PATH}",
+            "-j", "y", "-o", f"{logs}/",
+            # the slot runs qstat to notice a drain of its member
+            "-v", f"PATH={JOB_PATH},SGE_ROOT={self.config.sge_root},SGE_CELL={self.config.sge_cell}",
             python, "-m", "benchspark.slot", "--master", self.config.spark_master_url, "--cores", str(want.cores),
             "--memory-mb", str(want.memory_mb), "--app", want.app_id,
         ]
