@@ -1,6 +1,7 @@
 """Issue 16 end to end: the three PySpark kernels on a 2-member local cluster, driven through
 jupyter_client against the installed kernel specs as an ordinary user, reading a text file through
-a fast mount under /data/mounts."""
+a fast mount under /data/mounts. The three-kernel answer, the written files, status and bad input
+run in `make test`; sharing with SGE, kill -9 recovery and drains (minutes of JVM work) are slow."""
 
 from __future__ import annotations
 
@@ -93,6 +94,7 @@ def test_status_and_members_show_spark(cluster: LocalCluster) -> None:
     assert len(members) == 2 and all("spark" in m and "cores_used" in m["spark"] for m in members), members
 
 
+@pytest.mark.slow
 def test_sge_array_and_spark_job_never_exceed_usable_cores(cluster: LocalCluster) -> None:
     """SGE tasks and executors share members through SGE: sampled while both run, and afterwards from
     SGE accounting, the cores in use on a member never exceed its usable cores (1 here)."""
@@ -202,6 +204,7 @@ def test_unreachable_master_is_a_clear_message_within_a_bounded_time(cluster: Lo
     assert time.monotonic() - started < 120
 
 
+@pytest.mark.slow
 def test_kill9_of_master_and_worker_they_come_back_and_the_kernel_works(cluster: LocalCluster,
                                                                         tmp_path: Path) -> None:
     ready, go = Path(f"/tmp/spark-e2e-ready-{os.getpid()}"), Path(f"/tmp/spark-e2e-go-{os.getpid()}")
@@ -237,6 +240,7 @@ def test_kill9_of_master_and_worker_they_come_back_and_the_kernel_works(cluster:
     assert "C2 9900" in result["cells"][1]["stdout"], result
 
 
+@pytest.mark.slow
 def test_draining_a_member_that_runs_executors_the_job_still_completes(cluster: LocalCluster) -> None:
     cell = ("import time\n"
             "print('SUM', sc.parallelize(range(24), 24).map(lambda x: time.sleep(2) or x).sum())")
