@@ -31,6 +31,8 @@ import psutil
 POLL_S = 0.5
 QUEUE_CHECK_S = 3.0
 MAX_RESTARTS = 5
+REGISTER_TIMEOUT_S = 180.0  # a JVM on a busy member can take a minute to start and register
+REGISTERED = b"Successfully registered with master"
 STOP_GRACE_S = 15.0
 
 
@@ -103,6 +105,7 @@ class Slot:
             # SIGPWR decommissions the worker (and its executors) instead of killing it.
             "SPARK_WORKER_OPTS": "-Dspark.decommission.enabled=true -Dspark.worker.cleanup.enabled=false",
         })
+        self.worker_log = scratch / "spark-worker.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self.decommissioned = False
@@ -110,9 +113,21 @@ class Slot:
 
     def start_worker(self) -> None:
         argv = worker_argv(self.args.master, self.args.cores, self.args.memory_mb, self.host, self.work_dir)
-        self.proc = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL)
+        with self.worker_log.open("ab") as out:
+            self.log_offset = out.tell()
+            self.proc = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT)
         log(f"worker pid {self.proc.pid}: {self.args.cores} core(s) / {self.args.memory_mb} MiB on {self.host} "
-            f"for {self.args.app}")
+            f"for {self.args.app}; its log: {self.worker_log}")
+
+    def registered(self) -> bool:
+        """The worker has registered with the master since it was (re)started."""
+        try:
+            with self.worker_log.open("rb") as fh:
+                fh.seek(self.log_offset)
+                return REGISTERED in fh.read()
+        except OSError:
+            return False
 
     def decommission(self, why: str) -> None:
         if self.decommissioned or self.proc is None or self.proc.poll() is not None:
@@ -135,6 +150,7 @@ class Slot:
         started = time.monotonic()
         had_executor = False
         last_busy = started
+        registered_at: float | None = None
         next_queue_check = started
         self.start_worker()
         while not self.stopping:
@@ -148,17 +164,24 @@ class Slot:
                     log(f"worker died from signal {-code}; restart {self.restarts}/{MAX_RESTARTS} in {delay:.0f} s")
                     time.sleep(delay)
                     self.start_worker()
-                    had_executor, last_busy = False, time.monotonic()
+                    had_executor, last_busy, registered_at = False, time.monotonic(), None
                     continue
                 log(f"worker exited with status {code}; slot ends")
                 return 0
+            if registered_at is None and self.registered():
+                registered_at = now
+                log("worker registered with the master")
             if executors_of(self.proc.pid):
                 had_executor, last_busy = True, now
             elif had_executor and now - last_busy > self.args.idle_exit:
                 log("the executor has gone (released or its application ended); slot ends")
                 break
-            elif not had_executor and now - last_busy > self.args.unused_timeout:
+            elif not had_executor and registered_at is not None and now - registered_at > self.args.unused_timeout:
                 log(f"no executor came within {self.args.unused_timeout:.0f} s; slot ends")
+                break
+            elif registered_at is None and now - last_busy > REGISTER_TIMEOUT_S:
+                log(f"the worker did not register with {self.args.master} within {REGISTER_TIMEOUT_S:.0f} s "
+                    f"(see {self.worker_log}); slot ends")
                 break
             if now >= next_queue_check:
                 next_queue_check = now + QUEUE_CHECK_S
