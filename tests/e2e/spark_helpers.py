@@ -80,8 +80,12 @@ def run_kernel(kind: str, cells: list[str], timeout_s: float = 240.0) -> dict[st
 
 
 def master_json() -> dict[str, Any]:
-    with urllib.request.urlopen(MASTER_UI + "/json/", timeout=5) as response:
-        return dict(json.load(response))
+    """The master's /json/, or {} while it does not answer (restarting)."""
+    try:
+        with urllib.request.urlopen(MASTER_UI + "/json/", timeout=5) as response:
+            return dict(json.load(response))
+    except (OSError, ValueError):
+        return {}
 
 
 def start_kernel(kind: str, cells: list[str], timeout_s: float = 300.0) -> subprocess.Popen[str]:
