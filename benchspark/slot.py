@@ -59,19 +59,29 @@ def worker_argv(master: str, cores: int, memory_mb: int, host: str, work_dir: Pa
             master]
 
 
-def executors_of(pid: int) -> int:
+def executor_processes(pid: int) -> list[tuple[int, list[str]]]:
+    """(pid, command line) of the executors the worker `pid` runs."""
     try:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.Error:
-        return 0
-    count = 0
+        return []
+    found = []
     for child in children:
         try:
-            if any("CoarseGrainedExecutorBackend" in part for part in child.cmdline()):
-                count += 1
+            cmdline = child.cmdline()
         except psutil.Error:
             continue
-    return count
+        if any("CoarseGrainedExecutorBackend" in part for part in cmdline):
+            found.append((child.pid, cmdline))
+    return found
+
+
+def executors_of(pid: int) -> int:
+    return len(executor_processes(pid))
+
+
+def _arg(cmdline: list[str], flag: str) -> str:
+    return cmdline[cmdline.index(flag) + 1] if flag in cmdline[:-1] else ""
 
 
 def queue_disabled(hostname: str) -> bool:
@@ -92,7 +102,7 @@ class Slot:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.host = member_address()
-        self.hostname = socket.gethostname()
+        self.hostname = socket.gethostname() if args.queue_host is None else args.queue_host
         scratch = Path(os.environ.get("TMPDIR") or "/tmp")
         self.work_dir = scratch / "spark-work"
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -110,6 +120,8 @@ class Slot:
         self.restarts = 0
         self.decommissioned = False
         self.stopping = False
+        self.worker_registered = False
+        self.signalled_executors: set[int] = set()
 
     def start_worker(self) -> None:
         argv = worker_argv(self.args.master, self.args.cores, self.args.memory_mb, self.host, self.work_dir)
@@ -133,8 +145,37 @@ class Slot:
         if self.decommissioned or self.proc is None or self.proc.poll() is not None:
             return
         self.decommissioned = True
+        if not self.worker_registered:
+            # Spark installs its SIGPWR handler while starting; before that SIGPWR would just kill the
+            # JVM. A worker that has not registered runs no executor: stop it and end the slot.
+            log(f"stopping the worker before it registered ({why}); slot ends")
+            self.stopping = True
+            return
         log(f"decommissioning the worker ({why}): no new tasks; running ones finish")
         self.proc.send_signal(signal.SIGPWR)
+
+    def decommission_executors(self) -> None:
+        """SIGPWR to each executor once its handler is in place (its log says so): it tells the driver,
+        takes no new tasks, finishes its running ones and exits. The worker's own decommission reaches
+        the driver through the master only for executors the driver already knew, so an executor
+        that was starting meanwhile is covered here."""
+        if self.proc is None:
+            return
+        for pid, cmdline in executor_processes(self.proc.pid):
+            if pid in self.signalled_executors:
+                continue
+            stderr = self.work_dir / _arg(cmdline, "--app-id") / _arg(cmdline, "--executor-id") / "stderr"
+            try:
+                ready = b"Registering SIGPWR handler" in stderr.read_bytes()
+            except OSError:
+                ready = False
+            if ready:
+                try:
+                    os.kill(pid, signal.SIGPWR)
+                except ProcessLookupError:
+                    continue
+                self.signalled_executors.add(pid)
+                log(f"decommissioning executor pid {pid}")
 
     def stop_worker(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -165,12 +206,16 @@ class Slot:
                     time.sleep(delay)
                     self.start_worker()
                     had_executor, last_busy, registered_at = False, time.monotonic(), None
+                    self.worker_registered = False
                     continue
                 log(f"worker exited with status {code}; slot ends")
                 return 0
             if registered_at is None and self.registered():
                 registered_at = now
+                self.worker_registered = True
                 log("worker registered with the master")
+            if self.decommissioned:
+                self.decommission_executors()
             if executors_of(self.proc.pid):
                 had_executor, last_busy = True, now
             elif had_executor and now - last_busy > self.args.idle_exit:
@@ -183,7 +228,7 @@ class Slot:
                 log(f"the worker did not register with {self.args.master} within {REGISTER_TIMEOUT_S:.0f} s "
                     f"(see {self.worker_log}); slot ends")
                 break
-            if now >= next_queue_check:
+            if self.hostname and now >= next_queue_check:
                 next_queue_check = now + QUEUE_CHECK_S
                 if queue_disabled(self.hostname):
                     self.decommission("the member's queue is disabled: drain or interruption")
@@ -200,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app", default="")
     parser.add_argument("--unused-timeout", type=float, default=60.0)
     parser.add_argument("--idle-exit", type=float, default=3.0)
+    parser.add_argument("--queue-host", help="SGE host whose queue state to follow (default: this host; '' = none)")
     args = parser.parse_args(argv)
     slot = Slot(args)
 

@@ -78,7 +78,7 @@ def test_slot_restarts_its_killed_worker_and_ends_without_an_executor(
         master: tuple[subprocess.Popen[bytes], int, int], tmp_path: Path) -> None:
     _, port, ui_port = master
     slot = subprocess.Popen([sys.executable, "-m", "benchspark.slot", "--master", f"spark://127.0.0.1:{port}",
-                             "--cores", "1", "--memory-mb", "512", "--unused-timeout", "5"],
+                             "--cores", "1", "--memory-mb", "512", "--unused-timeout", "5", "--queue-host", ""],
                             env={**os.environ, "TMPDIR": str(tmp_path)}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
