@@ -96,3 +96,48 @@ def test_slot_restarts_its_killed_worker_and_ends_without_an_executor(
     assert slot.returncode == 0
     assert "worker died from signal 9; restart 1/5" in out
     assert "no executor came within 5 s; slot ends" in out
+
+
+DRIVER = """
+import sys, time
+from pyspark.sql import SparkSession
+spark = (SparkSession.builder.master(sys.argv[1]).config("spark.executor.cores", "1")
+         .config("spark.executor.memory", "512m").config("spark.decommission.enabled", "true")
+         .config("spark.driver.host", "127.0.0.1").config("spark.ui.enabled", "false").getOrCreate())
+print("RESULT", spark.sparkContext.parallelize(range(12), 12).map(lambda x: time.sleep(3) or x).sum(), flush=True)
+spark.stop()
+"""
+
+
+@pytest.mark.slow
+def test_decommissioned_slot_hands_its_work_back_and_the_job_completes(
+        master: tuple[subprocess.Popen[bytes], int, int], tmp_path: Path) -> None:
+    """What a drain does to a member's slots (SIGTERM here stands in for the disabled queue)."""
+    _, port, _ = master
+    url = f"spark://127.0.0.1:{port}"
+    slots = []
+    for i in (1, 2):
+        (tmp_path / f"s{i}").mkdir()
+        slots.append(subprocess.Popen(
+            [sys.executable, "-m", "benchspark.slot", "--master", url, "--cores", "1", "--memory-mb", "512",
+             "--unused-timeout", "120", "--queue-host", ""], env={**os.environ, "TMPDIR": str(tmp_path / f"s{i}")},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    (tmp_path / "driver.py").write_text(DRIVER)
+    driver = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), url], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        def running_task_logs() -> list[Path]:
+            return [p for p in tmp_path.glob("s*/spark-work/*/*/stderr") if b"Running task" in p.read_bytes()]
+
+        wait_until(lambda: len(running_task_logs()) >= 2, 300, "both executors running tasks", interval_s=1)
+        slots[0].send_signal(signal.SIGTERM)
+        out, _ = slots[0].communicate(timeout=120)
+        result, _ = driver.communicate(timeout=300)
+    finally:
+        for proc in (*slots, driver):
+            if proc.poll() is None:
+                proc.kill()
+    assert "RESULT 66" in result
+    assert slots[0].returncode == 0
+    assert "decommissioning the worker" in out and "decommissioning executor pid" in out
+    assert "slot ends" in out
