@@ -13,6 +13,7 @@ was created).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="economy mode: members are spot nodes whose agents watch for interruption notices")
     p_up.add_argument("--spot-metadata-url", default="",
                       help="economy mode: instance-metadata endpoint the members' agents poll (IMDSv2)")
+    p_up.add_argument("--no-spark", dest="spark", action="store_false",
+                      help="no Spark master, executor slots or PySpark kernels")
     p_up.add_argument("--port", type=int, default=50051, help="manager gRPC port (default 50051)")
     p_up.add_argument("--cluster-id", default="local", help="cluster id (default local)")
     p_up.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for READY (default 240)")
@@ -91,6 +94,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                                 args.mode, args.min_members, args.max_members, args.min_age, args.idle,
                                 args.interval, args.dedicated_manager, args.port, args.timeout, args.cluster_id,
                                 economy=args.economy, spot_metadata_url=args.spot_metadata_url)
+        options = dataclasses.replace(options, spark=args.spark)
         check_machine(sge_setup.SgeInstall().bin_dir, options.port)
         up(paths, options, console)
         console.print("cluster is up: try `workspace-ctl cluster members` or `qhost`")

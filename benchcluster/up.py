@@ -17,14 +17,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from benchcluster import daemons, sge_setup
+from benchcluster import daemons, sge_setup, spark_setup
 from benchcluster.options import UpOptions, UsageError
 from benchcluster.registry import RegistryMember, RegistryUnavailable, list_members
 from benchcluster.state import ClusterPaths, host_processes
 from common import imdsguard
 from common.auth import write_new_token
 from common.tls import create_ca, issue_server_cert
-from manager.providers import netns
+from manager.providers import local_processes, netns
 from manager.providers.local_config import CONFIG_NAME, LocalClusterConfig
 from manager.sge.parse import parse_qhost
 
@@ -95,6 +95,8 @@ def manager_argv(paths: ClusterPaths, config: LocalClusterConfig, options: UpOpt
         argv.append("--dedicated-manager")
     if options.economy:
         argv.append("--economy")
+    if options.spark:
+        argv += spark_setup.manager_flags(config.manager_ip)
     return argv
 
 
@@ -184,6 +186,13 @@ def up(paths: ClusterPaths, options: UpOptions, console: Console) -> None:
         (data_root / sub).mkdir(parents=True, exist_ok=True)
     user_token = prepare_trust(paths, config)
 
+    master_pid = None
+    if options.spark:
+        # Started now, waited for last: the JVM starts while the members join.
+        master_pid = daemons.start(paths, "spark-master", spark_setup.master_argv(paths.root, config.manager_ip),
+                                   paths.root / "spark-master.log")
+        kernels = spark_setup.install_kernels()
+
     log_start = _log_size(paths.manager_log)
     daemons.start(paths, "manager", manager_argv(paths, config, options), paths.manager_log)
     address = f"127.0.0.1:{options.port}"
@@ -195,6 +204,15 @@ def up(paths: ClusterPaths, options: UpOptions, console: Console) -> None:
 
     wanted = options.members if options.mode == "static" else options.min_members
     _wait_for_members(address, user_token, install, wanted, options.timeout_s, paths, console, log_start)
+    if master_pid is not None:
+        with console.status("Spark master"):
+            try:
+                spark_setup.wait_for_master(config.manager_ip, lambda: local_processes.alive(master_pid))
+            except RuntimeError as exc:
+                raise UpFailed(f"{exc}; its log ({paths.root / 'spark-master.log'}) ends with:\n"
+                               f"{_log_tail(paths.root / 'spark-master.log')}") from None
+        console.print(f"[green]✓[/] Spark master {spark_setup.master_url(config.manager_ip)} (UI "
+                      f"{spark_setup.ui_url(config.manager_ip)}, supervised); PySpark kernels in {kernels}")
 
 
 def repair(paths: ClusterPaths, console: Console) -> None:

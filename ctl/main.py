@@ -61,8 +61,24 @@ async def cluster_status(stub: Any, args: argparse.Namespace, ep: ManagerEndpoin
         rows.append(("last decision", f"{d.action} {d.count or ''} ({ago(d.at_unix)}): {d.reason}"))
     if status.scaler_brake:
         rows.append(("scaler brake", status.scaler_brake))
+    rows += spark_rows(status.spark)
     table("workspace cluster", ("", ""), rows)
     return 0
+
+
+def spark_rows(spark: cluster_pb2.SparkStatus) -> list[tuple[str, Any]]:
+    if not spark.enabled:
+        return [("spark", "not set up on this cluster")]
+    master = f"{spark.master_url} ({spark.master_status or 'unknown'})" + (f": {spark.error}" if spark.error else "")
+    rows: list[tuple[str, Any]] = [("spark master", master), ("spark UI", spark.ui_url),
+                                   ("spark workers", f"{spark.alive_workers} alive, {spark.cores_used}/{spark.cores} "
+                                                     "cores in use")]
+    for app in spark.apps:
+        rows.append(("spark app", f"{app.app_id} {app.name} ({app.user}, {app.state}, {app.cores_granted} cores)"
+                     + (f": {app.wants}" if app.wants else "")))
+    if not spark.apps:
+        rows.append(("spark apps", "none running"))
+    return rows
 
 
 async def cluster_members(stub: Any, args: argparse.Namespace, ep: ManagerEndpoint) -> int:
@@ -81,10 +97,20 @@ async def cluster_members(stub: Any, args: argparse.Namespace, ep: ManagerEndpoi
         drain = f"{m.drain_step}: {m.drain_progress}" if m.drain_step else ""
         rows.append((m.member_id, m.hostname, m.ip, m.state, ago(m.state_since_unix), m.capacity.cores,
                      size(m.capacity.memory_bytes), size(m.capacity.scratch_free_bytes), m.running_jobs,
-                     len(m.mounts), ago(m.last_heartbeat_unix), drain))
+                     len(m.mounts), ago(m.last_heartbeat_unix), drain, spark_member(m)))
     table("cluster members", ("member", "hostname", "ip", "state", "since", "cores", "memory", "scratch free",
-                              "jobs", "mounts", "heartbeat", "drain"), rows)
+                              "jobs", "mounts", "heartbeat", "drain", "spark"), rows)
     return 0
+
+
+def spark_member(m: cluster_pb2.Member) -> str:
+    """Spark worker state, executors and cores in use on one member ('' for the manager node)."""
+    if m.role == "manager" or not m.HasField("spark"):
+        return ""
+    s = m.spark
+    if not s.workers:
+        return "no worker"
+    return f"{s.workers} worker(s), {s.executors} executor(s), {s.cores_used}/{s.cores} cores"
 
 
 async def cluster_scale(stub: Any, args: argparse.Namespace, ep: ManagerEndpoint) -> int:

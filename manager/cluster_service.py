@@ -51,10 +51,10 @@ class ClusterService(AdminService, cluster_pb2_grpc.ClusterServiceServicer):
             except RequestError as exc:
                 await context.abort(exc.code, exc.message)
             history = self._m.registry.history(member.member_id)
-            return cluster_pb2.ListMembersResponse(members=[member_to_pb(member, history)])
+            return cluster_pb2.ListMembersResponse(members=self._m.with_spark([member_to_pb(member, history)]))
         members = [member_to_pb(m, self._m.registry.history(m.member_id) if request.include_history else None)
                    for m in self._m.registry.all()]
-        return cluster_pb2.ListMembersResponse(members=members)
+        return cluster_pb2.ListMembersResponse(members=self._m.with_spark(members))
 
     async def Scale(self, request: cluster_pb2.ScaleRequest,
                     context: aio.ServicerContext) -> cluster_pb2.ScaleResponse:

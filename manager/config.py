@@ -72,6 +72,11 @@ class ManagerConfig:
     max_message_bytes: int = 256 * 1024
     command_timeout_s: float = 60.0
     log_format: str = "auto"
+    # Spark (empty master URL: no Spark on this cluster). See manager/spark/.
+    spark_master_url: str = ""  # spark://HOST:7077 on the manager's cluster address
+    spark_ui_url: str = ""  # the master's web UI, reachable from the workspace node
+    spark_driver_host: str = ""  # the workspace node's address members reach drivers at
+    spark_python: str = ""  # interpreter for drivers, executors and slot jobs (default: the manager's)
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -233,6 +238,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--advertise-address", help="HOST:PORT new members dial (default: the first --listen)")
     a("--command-timeout", dest="command_timeout_s", type=float)
     a("--log-format", choices=["json", "console", "auto"])
+    a("--spark-master-url", help="spark://HOST:PORT of the Spark master (enables Spark)")
+    a("--spark-ui-url", help="http://HOST:PORT of the Spark master's web UI")
+    a("--spark-driver-host", help="address of the workspace node that members reach Spark drivers at")
+    a("--spark-python", help="Python for Spark drivers/executors (default: the manager's interpreter)")
 
 
 def config_from_args(args: argparse.Namespace) -> ManagerConfig:

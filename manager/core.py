@@ -12,6 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from common.daemon import wait_for_stop
 from common.logging import get_logger
@@ -59,6 +60,7 @@ class ClusterManager:
         self.credentials = CredentialStore(store, clock)
         self.identity = IdentityRules(self.registry, self.activity, config.host_agent_id)
         self.registry.on_terminated.append(self._revoke_member)
+        self.spark: Any = None  # manager.spark.broker.SparkBroker, set by the reconciler when Spark is on
 
     def _revoke_member(self, member_id: str) -> None:
         """A terminated member's credential stops working at once, and its stream ends."""
@@ -169,11 +171,21 @@ class ClusterManager:
             scaler_brake=self.store.get_meta("scaler_brake") or "",
             pending_tasks=int(self.store.get_meta("pending_tasks") or 0),
             operation_in_flight="" if op is None else f"{op['kind']} #{op['id']} since {op['started_at']:.0f}")
+        if self.spark is not None:
+            status.spark.CopyFrom(self.spark.status_pb())
         if decision is not None:
             status.last_decision.CopyFrom(cluster_pb2.ScalerDecision(
                 decision_id=decision["id"], at_unix=decision["at"], action=decision["action"],
                 count=decision["count"], member_ids=decision["member_ids"], reason=decision["reason"]))
         return status
+
+    def with_spark(self, members: list[cluster_pb2.Member]) -> list[cluster_pb2.Member]:
+        """Each member's Spark executor slots, as the master last reported them."""
+        if self.spark is not None:
+            for member in members:
+                if member.role != "manager":
+                    member.spark.CopyFrom(self.spark.member_pb(member.ip))
+        return members
 
     def scaler_log_tail(self, tail: int) -> list[str]:
         path = self.config.scaler_log

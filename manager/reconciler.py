@@ -36,6 +36,7 @@ from manager.drain import DrainExecutor
 from manager.lifecycle import MemberEvent, MemberState
 from manager.model import MemberRecord
 from manager.providers.base import NodeProvider, NodeSpec, ProviderError
+from manager.spark.slots import is_no_scale
 
 log = get_logger("reconciler")
 
@@ -61,6 +62,12 @@ class Reconciler:
         self._logged_ignored: set[int] = set()
         self._last_logged: tuple[str, str] | None = None
         self._first_pass = True
+        self.spark: Any = None
+        if manager.config.spark_master_url:
+            from manager.spark.broker import SparkBroker
+
+            self.spark = SparkBroker(manager.config, sge)
+            manager.spark = self.spark
 
     @classmethod
     def from_config(cls, manager: ClusterManager) -> Reconciler:
@@ -100,6 +107,8 @@ class Reconciler:
             self._close_unrecorded_launch()
             self._first_pass = False
         await self.drains.advance_all(seen.tasks_by_host)
+        if self.spark is not None:
+            await self._spark_pass(seen)
         self._finish_stop()
         if self.provider is None or self.manager.state != "running":
             return None
@@ -183,6 +192,23 @@ class Reconciler:
             manager.store.set_meta("cluster_state", "stopped")
             log.info("cluster stopped: every member drained and removed")
 
+    async def _spark_pass(self, seen: Observation) -> None:
+        """Executor slots for Spark applications (manager.spark): submitted here, they are SGE demand
+        (Remote - Dynamic) or no-scale (Remote) for the plan below, from the next pass on."""
+        from manager.spark.broker import MemberCapacity
+
+        members = []
+        for member in self.manager.registry.all():
+            if member.is_member and member.state == MemberState.READY:
+                cores, memory = self.usable(member)
+                members.append(MemberCapacity(member.hostname, member.ip, cores, memory))
+        policy = self.manager.policy()
+        ceiling = int(policy["static_members"] if policy["mode"] == "static" else policy["max_members"])
+        try:
+            await self.spark.reconcile(seen.jobs, members, ceiling, str(policy["mode"]))
+        except Exception:  # Spark trouble must not stop scaling and drains
+            log.exception("spark pass failed")
+
     # planning ---------------------------------------------------------------------------------
     def scaler_config(self) -> ScalerConfig:
         c, policy = self.manager.config, self.manager.policy()
@@ -223,7 +249,7 @@ class Reconciler:
             PendingJob.from_request(job.job_id, cores=job.requested_cores, memory_bytes=job.requested_mem_bytes,
                                     name=job.name, owner=job.owner, task_ranges=job.pending_tasks,
                                     held=job.held, waiting_on_dependency=job.waiting_on_dependency,
-                                    error=job.error)
+                                    error=job.error, no_scale=is_no_scale(job.name))
             for job in seen.jobs if job.pending)
         self.manager.store.set_meta("pending_tasks", str(sum(p.tasks for p in pending if p.hold is None)))
         history = self.manager.store.get_json("launch_history") or {}

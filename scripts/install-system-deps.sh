@@ -14,6 +14,8 @@ PACKAGES=(
   nftables
   # mount benchmark peers
   bindfs rclone
+  # Spark (master, workers, executors, the PySpark kernels' drivers)
+  openjdk-17-jre-headless
   # packaging checks
   packer systemd systemd-container debootstrap
 )

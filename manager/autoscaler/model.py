@@ -187,6 +187,7 @@ class JobHold(StrEnum):
     HELD = "held (hqw)"
     DEPENDENCY = "waiting on a dependency (-hold_jid)"
     ERROR = "in error state (Eqw)"
+    NO_SCALE = "a PySpark – Remote executor slot (Remote uses existing members, never grows the cluster)"
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,7 @@ class PendingJob:
     held: bool = False
     waiting_on_dependency: bool = False
     error: bool = False
+    no_scale: bool = False  # may use capacity that exists but never asks for more (Spark Remote slots)
 
     def __post_init__(self) -> None:
         # Every task occupies at least one SGE slot (the queue's slots follow static_cores), so a
@@ -234,6 +236,7 @@ class PendingJob:
         held: bool = False,
         waiting_on_dependency: bool = False,
         error: bool = False,
+        no_scale: bool = False,
     ) -> PendingJob:
         """Apply SGE's complex defaults (1 core, 2G) to what the job requested (None = not requested)."""
         return cls(
@@ -247,6 +250,7 @@ class PendingJob:
             held=held,
             waiting_on_dependency=waiting_on_dependency,
             error=error,
+            no_scale=no_scale,
         )
 
     @property
@@ -268,6 +272,8 @@ class PendingJob:
             return JobHold.HELD
         if self.waiting_on_dependency:
             return JobHold.DEPENDENCY
+        if self.no_scale:
+            return JobHold.NO_SCALE
         return None
 
 

@@ -179,6 +179,20 @@ class SgeClient:
         """qdel; `force` also forgets jobs whose exec host is gone (qdel -f)."""
         await self._run("qdel", *(["-f"] if force else []), str(job_id))
 
+    async def submit(self, args: list[str]) -> int:
+        """qsub with `-terse` among `args`; the job id."""
+        _, out, _ = await self._run("qsub", *args)
+        try:
+            return int(out.strip().split(".")[0])
+        except ValueError:
+            raise SgeError("qsub printed no job id", out) from None
+
+    async def delete_tasks(self, job_id: int, tasks: list[int]) -> None:
+        """qdel of some array tasks (all of the job when `tasks` is empty)."""
+        for task in tasks or [0]:
+            args = [str(job_id)] + (["-t", str(task)] if task else [])
+            await self._run("qdel", *args, check=False)
+
     async def remove_exec_host(self, hostname: str) -> None:
         """Take the host out of SGE entirely. Refuses while jobs run there; idempotent."""
         running = await self.running_tasks_on(hostname)

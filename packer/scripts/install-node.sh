@@ -43,7 +43,8 @@ done
 case "$wheel" in *.whl) ;; *) die "$wheel is not a .whl file" ;; esac
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 [ -r /etc/debian_version ] || die "not a Debian system (no /etc/debian_version)"
-for unit in bench-manager.service bench-agent.service bench-first-boot.service bench-imds-guard.service sge-qmaster.service sge-execd.service; do
+for unit in bench-manager.service bench-agent.service bench-first-boot.service bench-imds-guard.service \
+    sge-qmaster.service sge-execd.service bench-spark-master.service; do
   [ -f "$src/systemd/$unit" ] || die "$src/systemd/$unit is missing (use --src to point at the checkout)"
 done
 [ -f "$src/packer/scripts/first-boot.sh" ] || die "$src/packer/scripts/first-boot.sh is missing"
@@ -58,6 +59,8 @@ PACKAGES=(
   e2fsprogs iproute2 procps ca-certificates
   # bench-imds-guard.service: the instance metadata service reachable by root only.
   nftables
+  # Spark (pyspark's bundled jars): master, slot workers, executors and the PySpark kernels' drivers.
+  openjdk-17-jre-headless
 )
 
 # Keep package scripts from starting daemons while building (the image's hostname is not the node's).
@@ -105,13 +108,14 @@ if [ ! -x /opt/bench/venv/bin/python ]; then
 fi
 retry pip /opt/bench/venv/bin/pip install --disable-pip-version-check --no-input -q "$wheel" \
   || die "pip could not install $wheel"
-for entry in bench-manager bench-agent; do
+for entry in bench-manager bench-agent bench-spark-master bench-spark-kernels; do
   [ -x "/opt/bench/venv/bin/$entry" ] || die "the wheel did not install the $entry entry point"
 done
 /opt/bench/venv/bin/python -c 'import manager.main, agent.main' || die "the installed package does not import"
 
 say "installing systemd units"
-for unit in bench-manager.service bench-agent.service bench-first-boot.service bench-imds-guard.service sge-qmaster.service sge-execd.service; do
+for unit in bench-manager.service bench-agent.service bench-first-boot.service bench-imds-guard.service \
+    sge-qmaster.service sge-execd.service bench-spark-master.service; do
   install -m 0644 "$src/systemd/$unit" "/etc/systemd/system/$unit"
 done
 install -m 0755 "$src/packer/scripts/first-boot.sh" /usr/local/sbin/bench-first-boot
@@ -125,7 +129,10 @@ ln -sf /dev/null /etc/systemd/system/gridengine-exec.service
 systemctl enable bench-first-boot.service
 # Both roles: metadata reachable by root only, before SGE, the agent or any job starts.
 systemctl enable bench-imds-guard.service
-systemctl disable bench-manager.service bench-agent.service sge-qmaster.service sge-execd.service 2>/dev/null || true
+systemctl disable bench-manager.service bench-agent.service sge-qmaster.service sge-execd.service \
+  bench-spark-master.service 2>/dev/null || true
+say "installing the PySpark kernels (PySpark – Local / Remote / Remote - Dynamic) for the workspace node"
+/opt/bench/venv/bin/bench-spark-kernels --python /opt/bench/venv/bin/python || die "kernel specs not installed"
 
 version=$(/opt/bench/venv/bin/python -c 'import importlib.metadata as m; print(m.version("bench-cluster"))')
 printf 'bench-cluster %s\ninstalled %s\n' "$version" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > /etc/bench/image-release

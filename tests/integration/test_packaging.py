@@ -24,13 +24,14 @@ PACKER = REPO / "packer"
 TEMPLATE = PACKER / "bench-node.pkr.hcl"
 BENCH_UNITS = ("bench-manager.service", "bench-agent.service")
 ALL_UNITS = (*BENCH_UNITS, "bench-first-boot.service", "bench-imds-guard.service", "sge-qmaster.service",
-             "sge-execd.service")
+             "sge-execd.service", "bench-spark-master.service")
 # Goals from issue 8 (systemd-analyze's 0-10 exposure scale; lower is safer).
 EXPOSURE_GOALS = {"bench-manager.service": 2.5, "bench-agent.service": 5.0}
 STUB_EXECUTABLES = (
     "opt/bench/venv/bin/bench-manager",
     "opt/bench/venv/bin/bench-agent",
     "opt/bench/venv/bin/bench-imds-guard",
+    "opt/bench/venv/bin/bench-spark-master",
     "usr/local/sbin/bench-first-boot",
     "usr/lib/gridengine/sge_qmaster",
     "usr/lib/gridengine/sge_execd",

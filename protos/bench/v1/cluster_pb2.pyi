@@ -134,7 +134,7 @@ class ScalerDecision(_message.Message):
     def __init__(self, decision_id: _Optional[int] = ..., at_unix: _Optional[float] = ..., action: _Optional[str] = ..., count: _Optional[int] = ..., member_ids: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ClusterStatus(_message.Message):
-    __slots__ = ("cluster_id", "state", "policy", "members_by_state", "total_cores", "total_memory_bytes", "usable_cores", "running_jobs", "last_decision", "scaler_brake", "manager_version", "pending_tasks", "operation_in_flight")
+    __slots__ = ("cluster_id", "state", "policy", "members_by_state", "total_cores", "total_memory_bytes", "usable_cores", "running_jobs", "last_decision", "scaler_brake", "manager_version", "pending_tasks", "operation_in_flight", "spark")
     class MembersByStateEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +155,7 @@ class ClusterStatus(_message.Message):
     MANAGER_VERSION_FIELD_NUMBER: _ClassVar[int]
     PENDING_TASKS_FIELD_NUMBER: _ClassVar[int]
     OPERATION_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    SPARK_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     state: str
     policy: ScalingPolicy
@@ -168,7 +169,58 @@ class ClusterStatus(_message.Message):
     manager_version: str
     pending_tasks: int
     operation_in_flight: str
-    def __init__(self, cluster_id: _Optional[str] = ..., state: _Optional[str] = ..., policy: _Optional[_Union[ScalingPolicy, _Mapping]] = ..., members_by_state: _Optional[_Mapping[str, int]] = ..., total_cores: _Optional[int] = ..., total_memory_bytes: _Optional[int] = ..., usable_cores: _Optional[int] = ..., running_jobs: _Optional[int] = ..., last_decision: _Optional[_Union[ScalerDecision, _Mapping]] = ..., scaler_brake: _Optional[str] = ..., manager_version: _Optional[str] = ..., pending_tasks: _Optional[int] = ..., operation_in_flight: _Optional[str] = ...) -> None: ...
+    spark: SparkStatus
+    def __init__(self, cluster_id: _Optional[str] = ..., state: _Optional[str] = ..., policy: _Optional[_Union[ScalingPolicy, _Mapping]] = ..., members_by_state: _Optional[_Mapping[str, int]] = ..., total_cores: _Optional[int] = ..., total_memory_bytes: _Optional[int] = ..., usable_cores: _Optional[int] = ..., running_jobs: _Optional[int] = ..., last_decision: _Optional[_Union[ScalerDecision, _Mapping]] = ..., scaler_brake: _Optional[str] = ..., manager_version: _Optional[str] = ..., pending_tasks: _Optional[int] = ..., operation_in_flight: _Optional[str] = ..., spark: _Optional[_Union[SparkStatus, _Mapping]] = ...) -> None: ...
+
+class SparkApp(_message.Message):
+    __slots__ = ("app_id", "name", "user", "state", "cores_granted", "wants")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CORES_GRANTED_FIELD_NUMBER: _ClassVar[int]
+    WANTS_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    name: str
+    user: str
+    state: str
+    cores_granted: int
+    wants: str
+    def __init__(self, app_id: _Optional[str] = ..., name: _Optional[str] = ..., user: _Optional[str] = ..., state: _Optional[str] = ..., cores_granted: _Optional[int] = ..., wants: _Optional[str] = ...) -> None: ...
+
+class SparkStatus(_message.Message):
+    __slots__ = ("enabled", "master_url", "ui_url", "master_status", "alive_workers", "cores", "cores_used", "apps", "error")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    MASTER_URL_FIELD_NUMBER: _ClassVar[int]
+    UI_URL_FIELD_NUMBER: _ClassVar[int]
+    MASTER_STATUS_FIELD_NUMBER: _ClassVar[int]
+    ALIVE_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    CORES_FIELD_NUMBER: _ClassVar[int]
+    CORES_USED_FIELD_NUMBER: _ClassVar[int]
+    APPS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    master_url: str
+    ui_url: str
+    master_status: str
+    alive_workers: int
+    cores: int
+    cores_used: int
+    apps: _containers.RepeatedCompositeFieldContainer[SparkApp]
+    error: str
+    def __init__(self, enabled: _Optional[bool] = ..., master_url: _Optional[str] = ..., ui_url: _Optional[str] = ..., master_status: _Optional[str] = ..., alive_workers: _Optional[int] = ..., cores: _Optional[int] = ..., cores_used: _Optional[int] = ..., apps: _Optional[_Iterable[_Union[SparkApp, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class SparkMember(_message.Message):
+    __slots__ = ("workers", "executors", "cores", "cores_used")
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTORS_FIELD_NUMBER: _ClassVar[int]
+    CORES_FIELD_NUMBER: _ClassVar[int]
+    CORES_USED_FIELD_NUMBER: _ClassVar[int]
+    workers: int
+    executors: int
+    cores: int
+    cores_used: int
+    def __init__(self, workers: _Optional[int] = ..., executors: _Optional[int] = ..., cores: _Optional[int] = ..., cores_used: _Optional[int] = ...) -> None: ...
 
 class ListMembersRequest(_message.Message):
     __slots__ = ("member_id", "include_history")
@@ -179,7 +231,7 @@ class ListMembersRequest(_message.Message):
     def __init__(self, member_id: _Optional[str] = ..., include_history: _Optional[bool] = ...) -> None: ...
 
 class Member(_message.Message):
-    __slots__ = ("member_id", "hostname", "ip", "state", "state_since_unix", "capacity", "last_heartbeat_unix", "running_jobs", "mounts", "drain_step", "drain_progress", "history", "agent_version", "joined_at_unix", "role")
+    __slots__ = ("member_id", "hostname", "ip", "state", "state_since_unix", "capacity", "last_heartbeat_unix", "running_jobs", "mounts", "drain_step", "drain_progress", "history", "agent_version", "joined_at_unix", "role", "spark")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     IP_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +247,7 @@ class Member(_message.Message):
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     JOINED_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    SPARK_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     hostname: str
     ip: str
@@ -210,7 +263,8 @@ class Member(_message.Message):
     agent_version: str
     joined_at_unix: float
     role: str
-    def __init__(self, member_id: _Optional[str] = ..., hostname: _Optional[str] = ..., ip: _Optional[str] = ..., state: _Optional[str] = ..., state_since_unix: _Optional[float] = ..., capacity: _Optional[_Union[_types_pb2.Capacity, _Mapping]] = ..., last_heartbeat_unix: _Optional[float] = ..., running_jobs: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[_types_pb2.MountReport, _Mapping]]] = ..., drain_step: _Optional[str] = ..., drain_progress: _Optional[str] = ..., history: _Optional[_Iterable[_Union[_types_pb2.Transition, _Mapping]]] = ..., agent_version: _Optional[str] = ..., joined_at_unix: _Optional[float] = ..., role: _Optional[str] = ...) -> None: ...
+    spark: SparkMember
+    def __init__(self, member_id: _Optional[str] = ..., hostname: _Optional[str] = ..., ip: _Optional[str] = ..., state: _Optional[str] = ..., state_since_unix: _Optional[float] = ..., capacity: _Optional[_Union[_types_pb2.Capacity, _Mapping]] = ..., last_heartbeat_unix: _Optional[float] = ..., running_jobs: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[_types_pb2.MountReport, _Mapping]]] = ..., drain_step: _Optional[str] = ..., drain_progress: _Optional[str] = ..., history: _Optional[_Iterable[_Union[_types_pb2.Transition, _Mapping]]] = ..., agent_version: _Optional[str] = ..., joined_at_unix: _Optional[float] = ..., role: _Optional[str] = ..., spark: _Optional[_Union[SparkMember, _Mapping]] = ...) -> None: ...
 
 class ListMembersResponse(_message.Message):
     __slots__ = ("members",)

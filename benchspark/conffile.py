@@ -1,0 +1,176 @@
+"""The three spark-defaults.conf files: what the cluster writes, how it is read back, and the rule
+that a user's edit is never silently overwritten.
+
+The cluster remembers the SHA-256 of what it last wrote (`.bench-written` next to the file). If the
+file on disk no longer has that hash, a person edited it: the cluster leaves it alone and puts what
+it would have written next to it (`spark-defaults.conf.cluster`) so the user can compare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchspark.paths import CONF_NAME, DISPLAY_NAMES, conf_file
+from benchspark.sizing import ExecutorSize
+
+WRITTEN_HASH = ".bench-written"
+PROPOSED_SUFFIX = ".cluster"
+_SIZE = re.compile(r"^\d+[kmgtp]?b?$", re.IGNORECASE)
+_INT_KEYS = ("spark.executor.cores", "spark.task.cpus", "spark.dynamicAllocation.minExecutors",
+             "spark.dynamicAllocation.maxExecutors", "spark.dynamicAllocation.initialExecutors")
+_SIZE_KEYS = ("spark.executor.memory", "spark.driver.memory")
+
+
+class ConfError(ValueError):
+    """A spark-defaults.conf line the kernel cannot use; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """What the cluster knows and writes into the files."""
+
+    master_url: str  # spark://HOST:PORT ("" when the cluster has no Spark master)
+    driver_host: str  # the workspace node's address members can reach
+    python: str  # interpreter for drivers and executors' Python workers
+    executor: ExecutorSize
+    max_executors: int  # dynamic allocation ceiling: every member of the largest cluster full
+
+
+def settings_for(kind: str, facts: ClusterFacts) -> tuple[dict[str, str], list[str]]:
+    """(settings, comment lines) for one kernel kind."""
+    s: dict[str, str] = {
+        "spark.task.cpus": "1",
+        "spark.executor.cores": str(facts.executor.cores),
+        "spark.executor.memory": facts.executor.memory,
+        "spark.pyspark.python": facts.python,
+        "spark.pyspark.driver.python": facts.python,
+        "spark.ui.showConsoleProgress": "false",
+    }
+    comments = [f"{DISPLAY_NAMES[kind]}: written by the bench cluster. Edit freely; a change applies at the next",
+                "kernel start. The cluster never overwrites a file you edited (it writes",
+                f"{CONF_NAME}{PROPOSED_SUFFIX} next to it instead)."]
+    if facts.executor.note:
+        comments.append("Executor size: " + facts.executor.note + ".")
+    if kind == "local":
+        s["spark.master"] = "local[*]"
+        s["spark.driver.host"] = "127.0.0.1"
+        return s, comments
+    s.update({
+        "spark.master": facts.master_url,
+        "spark.driver.host": facts.driver_host,
+        "spark.driver.bindAddress": facts.driver_host,
+        # Executors on a member being drained or interrupted get no new tasks and hand theirs back.
+        "spark.decommission.enabled": "true",
+        "spark.network.timeout": "120s",
+    })
+    if kind == "remote":
+        s["spark.dynamicAllocation.enabled"] = "false"
+        comments.append("Remote uses the members that exist; it never grows a dynamic cluster.")
+        return s, comments
+    s.update({
+        "spark.dynamicAllocation.enabled": "true",
+        # No external shuffle service on members: executors holding shuffle data stay until it is
+        # no longer needed or the shuffle timeout passes, so idle members can still be released.
+        "spark.dynamicAllocation.shuffleTracking.enabled": "true",
+        "spark.dynamicAllocation.shuffleTracking.timeout": "120s",
+        "spark.dynamicAllocation.minExecutors": "0",
+        "spark.dynamicAllocation.initialExecutors": "0",
+        "spark.dynamicAllocation.maxExecutors": str(max(facts.max_executors, 1)),
+        "spark.dynamicAllocation.executorIdleTimeout": "30s",
+        "spark.dynamicAllocation.cachedExecutorIdleTimeout": "300s",
+        "spark.dynamicAllocation.schedulerBacklogTimeout": "1s",
+    })
+    comments.append("Remote - Dynamic: executors it asks for grow a dynamic cluster; idle ones let it shrink.")
+    return s, comments
+
+
+def render(settings: Mapping[str, str], comments: list[str]) -> str:
+    width = max(len(k) for k in settings) + 1
+    lines = [f"# {c}" for c in comments] + [""]
+    lines += [f"{key.ljust(width)}{value}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def parse(text: str, path: Path | str) -> dict[str, str]:
+    """Spark's `key value` lines (or `key=value`), comments with #. Anything else is refused with
+    the line named, because Spark would silently ignore or misread it."""
+    settings: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.match(r"^(\S+?)\s*(?:=|\s)\s*(.*)$", line)
+        key, value = (match.group(1), match.group(2).strip()) if match else (line, "")
+        where = f"{path} line {number}: {raw.strip()!r}"
+        if not key.startswith("spark."):
+            raise ConfError(f"{where}: a setting must start with 'spark.' (format: 'spark.key value')")
+        if not value:
+            raise ConfError(f"{where}: {key} has no value (format: '{key} VALUE')")
+        if key in _INT_KEYS and not value.isdigit():
+            raise ConfError(f"{where}: {key} must be a whole number, not {value!r}")
+        if key in _SIZE_KEYS and not _SIZE.match(value):
+            raise ConfError(f"{where}: {key} must be a size such as 4g or 512m, not {value!r}")
+        settings[key] = value
+    return settings
+
+
+def memory_mb(value: str) -> int:
+    """Spark's JVM size notation (4g, 512m, 1024 = MiB) in MiB."""
+    match = re.match(r"^(\d+)([kmgtp]?)b?$", value.strip().lower())
+    if not match:
+        raise ValueError(f"not a size: {value!r}")
+    number, unit = int(match.group(1)), match.group(2) or "m"
+    factor = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024**2, "p": 1024**3}[unit]
+    return int(number * factor)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    path: Path
+    written: bool  # False: the user's edit was kept
+    proposed: Path | None = None
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_cluster_file(path: Path, text: str) -> WriteResult:
+    """Write `text` unless the user edited the file since the cluster last wrote it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    marker = path.parent / WRITTEN_HASH
+    data = text.encode()
+    if path.exists():
+        current = path.read_bytes()
+        recorded = marker.read_text().strip() if marker.exists() else ""
+        if _sha(current) == _sha(data):
+            if recorded != _sha(data):
+                marker.write_text(_sha(data) + "\n")
+            return WriteResult(path, written=False)
+        if recorded != _sha(current):
+            proposed = path.with_name(path.name + PROPOSED_SUFFIX)
+            _atomic_write(proposed, data)
+            return WriteResult(path, written=False, proposed=proposed)
+    _atomic_write(path, data)
+    marker.write_text(_sha(data) + "\n")
+    return WriteResult(path, written=True)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.chmod(tmp, 0o644)
+    tmp.replace(path)
+
+
+def write_all(facts: ClusterFacts, data_root: str | Path | None = None) -> list[WriteResult]:
+    results = []
+    for kind in ("local", "remote", "dynamic"):
+        settings, comments = settings_for(kind, facts)
+        results.append(write_cluster_file(conf_file(kind, data_root), render(settings, comments)))
+    return results

@@ -1,0 +1,103 @@
+"""Spark's pure parts: executor sizing, the written conf files and their parser, slot planning, and
+Remote slots as no-scale demand in the autoscaler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchspark import conffile
+from benchspark.sizing import executor_size, fits
+from manager.autoscaler import PendingJob, ScalerConfig, Snapshot, plan
+from manager.autoscaler.model import GIB, JobHold
+from manager.spark.slots import AppWant, SlotCount, is_no_scale, plan_slots, remote_wanted, slot_job_name
+
+FACTS = conffile.ClusterFacts(master_url="spark://10.0.0.1:7077", driver_host="10.0.0.2", python="/usr/bin/python3",
+                              executor=executor_size(31, 120 * GIB), max_executors=16)
+
+
+def test_seed_executor_on_a_big_member_and_count_per_member() -> None:
+    size = executor_size(32, 128 * GIB)  # the seed's example: 8 executors of 4 cores / 4g
+    assert (size.cores, size.memory_mb, size.per_member, size.note) == (4, 4096, 8, "")
+
+
+def test_small_members_get_an_executor_that_fits_and_a_reason() -> None:
+    size = executor_size(1, int(2.5 * GIB))
+    assert (size.cores, size.memory_mb, size.per_member) == (1, 2560, 1)
+    assert "less than the default executor of 4 cores / 4g" in size.note
+    assert fits(size.cores, size.memory_mb, 1, int(2.5 * GIB)) == 1
+    assert fits(4, 4096, 1, int(2.5 * GIB)) == 0
+
+
+def test_no_memory_for_an_executor_is_refused() -> None:
+    with pytest.raises(ValueError, match="less than 512 MiB"):
+        executor_size(1, 256 * 1024**2)
+
+
+def test_written_files_parse_back_and_carry_the_cluster_facts() -> None:
+    for kind in ("local", "remote", "dynamic"):
+        settings, comments = conffile.settings_for(kind, FACTS)
+        parsed = conffile.parse(conffile.render(settings, comments), "x")
+        assert parsed == settings
+        assert parsed["spark.task.cpus"] == "1"
+    remote, _ = conffile.settings_for("remote", FACTS)
+    assert remote["spark.master"] == "spark://10.0.0.1:7077" and remote["spark.driver.host"] == "10.0.0.2"
+    dynamic, _ = conffile.settings_for("dynamic", FACTS)
+    assert dynamic["spark.dynamicAllocation.shuffleTracking.enabled"] == "true"
+    assert dynamic["spark.dynamicAllocation.minExecutors"] == "0"
+    assert dynamic["spark.dynamicAllocation.maxExecutors"] == "16"
+    assert remote["spark.dynamicAllocation.enabled"] == "false"
+
+
+@pytest.mark.parametrize("line, message", [
+    ("spark.executor.memory", "has no value"),
+    ("executor.cores 4", "must start with 'spark.'"),
+    ("spark.executor.cores four", "must be a whole number"),
+    ("spark.executor.memory 4 gigs", "must be a size"),
+])
+def test_malformed_lines_are_named(line: str, message: str) -> None:
+    with pytest.raises(conffile.ConfError, match=message) as info:
+        conffile.parse(f"# comment\nspark.task.cpus 1\n{line}\n", "/data/.spark/local/conf/spark-defaults.conf")
+    assert "spark-defaults.conf line 3" in str(info.value)
+
+
+def test_a_users_edit_is_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "spark-defaults.conf"
+    assert conffile.write_cluster_file(path, "spark.a 1\n").written
+    assert conffile.write_cluster_file(path, "spark.a 2\n").written  # untouched: the cluster updates it
+    path.write_text("spark.a 99\n")  # the user's edit
+    result = conffile.write_cluster_file(path, "spark.a 3\n")
+    assert not result.written and path.read_text() == "spark.a 99\n"
+    assert result.proposed is not None and result.proposed.read_text() == "spark.a 3\n"
+
+
+def test_slot_planning_submits_what_is_missing_and_cancels_surplus_pending() -> None:
+    wants = [AppWant("app-1", "a", "dynamic", 1, 1024, 3), AppWant("app-2", "b", "remote", 1, 1024, 1),
+             AppWant("app-3", "c", "dynamic", 1, 1024, None)]
+    slots = {"app-2": SlotCount(running=1, pending=2), "app-3": SlotCount(pending=5), "gone": SlotCount(pending=1)}
+    actions = {a.app_id: a for a in plan_slots(wants, slots)}
+    assert actions["app-1"].submit == 3
+    assert actions["app-2"].cancel_pending == 2
+    assert "app-3" not in actions  # unknown target this pass: left alone
+    assert actions["gone"].cancel_pending == 1
+    assert remote_wanted(1, 1024, [(1, 2560), (1, 2560)]) == 2
+    assert remote_wanted(4, 4096, [(1, 2560)]) == 0
+    assert AppWant("app-1", "a", "dynamic", 4, 4096, 3).describe() == "app app-1 (a) wants 3 executors of 4 cores / 4g"
+
+
+def test_remote_slots_never_scale_a_dynamic_cluster_but_dynamic_slots_do() -> None:
+    config = ScalerConfig(mode="dynamic", member_cores=2, member_memory_bytes=3 * GIB, min_members=0,
+                          max_members=3, min_age_s=0, idle_s=0)
+    assert is_no_scale(slot_job_name("remote", "app-1")) and not is_no_scale(slot_job_name("dynamic", "app-1"))
+    remote = PendingJob.from_request(1, cores=1, memory_bytes=GIB, name=slot_job_name("remote", "app-1"),
+                                     task_ranges=((1, 2, 1),), no_scale=True)
+    decision = plan(Snapshot(pending=(remote,)), config, 1000.0)
+    assert decision.add_count == 0 and decision.not_demand[JobHold.NO_SCALE] == (1,)
+    dynamic = PendingJob.from_request(2, cores=1, memory_bytes=GIB, name=slot_job_name("dynamic", "app-1"),
+                                      task_ranges=((1, 2, 1),))
+    assert plan(Snapshot(pending=(dynamic,)), config, 1000.0).add_count == 2
+    big = PendingJob.from_request(3, cores=4, memory_bytes=4 * GIB, name=slot_job_name("dynamic", "app-2"))
+    decision = plan(Snapshot(pending=(big,)), config, 1000.0)
+    assert decision.add_count == 0
+    assert "ignored job 3 (spark-dynamic-app-2): wants 4 cores" in decision.ignored[0].message
