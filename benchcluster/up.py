@@ -236,7 +236,7 @@ def repair(paths: ClusterPaths, console: Console) -> None:
     if not had_qmaster:
         console.print("[yellow]•[/] started sge_qmaster (it was down)")
     log_start = _log_size(paths.manager_log)
-    outcome = daemons.ensure_running(paths, ["manager", "host-agent"])
+    outcome = daemons.ensure_running(paths, ["spark-master", "manager", "host-agent"])
     for note in outcome.notes:
         console.print(f"[yellow]•[/] {note}")
     address = f"127.0.0.1:{config.grpc_port}"
