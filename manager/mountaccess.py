@@ -84,11 +84,18 @@ async def resolve_as(user: str, source: str, timeout_s: float = CHECK_TIMEOUT_S)
     """The source with every symlink resolved, as `user` sees it, if `user` may list and read below it;
     else SourceAccessError saying which directory stops them."""
     account = account_of(user)
-    groups = ["--groups", ",".join(map(str, account.groups))] if account.groups else ["--clear-groups"]
+    check = [_interpreter(), "-I", "-S", "-c", _CHECK_PROGRAM, source]
+    if account.uid not in (0, os.geteuid()):
+        groups = ["--groups", ",".join(map(str, account.groups))] if account.groups else ["--clear-groups"]
+        check = [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={account.uid}", f"--regid={account.gid}",
+                 *groups, "--", *check]
+    # else: the check runs as the manager itself. Root may read anything, and an unprivileged manager
+    # (the production unit: bounding set CAP_SETUID|CAP_SETGID, no new privileges) cannot become root:
+    # setpriv fails there ("activate capabilities"). Resolution then goes through what the manager
+    # itself may enter.
     try:
         proc = await asyncio.create_subprocess_exec(
-            shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={account.uid}", f"--regid={account.gid}",
-            *groups, "--", _interpreter(), "-I", "-S", "-c", _CHECK_PROGRAM, source,
+            *check,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={}, cwd="/",
         )
