@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchcluster.state import HOST_PROCESS_MARKER, ClusterPaths
+from benchcluster.state import HOST_PROCESS_MARKER, ClusterPaths, pids_with_environ
 from benchcluster.supervise import MODULE as SUPERVISE_MODULE
 from manager.providers import local_processes
 from manager.providers.local_config import PROCESS_MARKER
@@ -64,18 +64,7 @@ def supervisor_of(paths: ClusterPaths, name: str) -> int | None:
 def strays(paths: ClusterPaths, name: str) -> list[int]:
     """Processes of daemon `name` no supervisor owns any more (their supervisor was killed)."""
     marker = f"{HOST_PROCESS_MARKER}={paths.host_marker(name)}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        pid = int(entry.name)
-        if marker in environ and not is_supervisor(pid) and local_processes.alive(pid):
-            found.append(pid)
-    return found
+    return [pid for pid in pids_with_environ(lambda v: v == marker) if not is_supervisor(pid)]
 
 
 def supervisors_first(pids: list[int]) -> list[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,8 @@ class ClusterPaths:
         tmp.replace(self.daemons)
 
 
-def host_processes(paths: ClusterPaths) -> list[int]:
-    key = f"{HOST_PROCESS_MARKER}=".encode()
+def pids_with_environ(match: Callable[[bytes], bool]) -> list[int]:
+    """Live processes with an environment variable (b"NAME=value") that `match` accepts."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -114,9 +115,14 @@ def host_processes(paths: ClusterPaths) -> list[int]:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        ours = key + str(paths.root).encode() + b":"
-        if any(v.startswith(ours) for v in environ) and alive(int(entry.name)):
+        if any(match(v) for v in environ) and alive(int(entry.name)):
             found.append(int(entry.name))
+    return found
+
+
+def host_processes(paths: ClusterPaths) -> list[int]:
+    ours = f"{HOST_PROCESS_MARKER}={paths.root}:".encode()
+    found = pids_with_environ(lambda v: v.startswith(ours))
     recorded = [pid for pid in paths.read_processes().values() if alive(pid)]
     return sorted(set(found) | {p for p in recorded if _is_ours(p)})
 
