@@ -12,12 +12,12 @@ operation row and the provider's nodes on restart and finishes it once.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from common.daemon import wait_for_stop
 from common.logging import get_logger
+from manager import scaler_log
 from manager.autoscaler import (
     Action,
     Decision,
@@ -269,13 +269,7 @@ class Reconciler:
         """Every decision goes to the scaler log; changes of decision also to the store (status)."""
         record = scaler_log_record(decision, snapshot, now, already_logged=self._logged_ignored)
         self._logged_ignored.update(job.job_id for job in decision.ignored)
-        path = self.manager.config.scaler_log
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as fh:
-                fh.write(json.dumps(record, sort_keys=True) + "\n")
-        except OSError as exc:
-            log.error("scaler log not writable", path=str(path), error=str(exc))
+        scaler_log.append(self.manager.config.scaler_log, record)
         key = (decision.action.value, decision.reason)
         if key != self._last_logged or decision.action != Action.NONE:
             self._last_logged = key

@@ -25,6 +25,7 @@ from benchspark import conffile
 from benchspark.paths import apps_dir, status_file
 from benchspark.sizing import ExecutorSize, executor_size, fits
 from common.logging import get_logger
+from manager import scaler_log
 from manager.config import ManagerConfig
 from manager.sge.model import SgeError, SgeJob
 from manager.spark import api
@@ -184,13 +185,7 @@ class SparkBroker:
     def _scaler_log(self, record: dict[str, Any]) -> None:
         record = {"time": datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                   **record}
-        path = self.config.scaler_log
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as fh:
-                fh.write(json.dumps(record, sort_keys=True) + "\n")
-        except OSError as exc:
-            log.error("scaler log not writable", path=str(path), error=str(exc))
+        scaler_log.append(self.config.scaler_log, record)
 
     async def _act(self, action: SlotAction, wants: list[AppWant], jobs: Sequence[SgeJob]) -> None:
         try:
