@@ -22,6 +22,7 @@ from rich.console import Console
 from benchcluster import daemons, sge_setup
 from benchcluster.state import ClusterPaths, host_processes
 from common import imdsguard
+from manager import project_rights
 from manager.providers import local_processes, local_scratch, netns
 from manager.providers.local import remove_member_leftovers
 from manager.providers.local_config import NAME_PREFIX, LocalClusterConfig
@@ -152,6 +153,8 @@ def down(paths: ClusterPaths, console: Console, stop_qmaster: bool = True) -> Le
     for pid in daemons.supervisors_first(host_processes(paths)):
         local_processes.stop_process(pid, HOST_STOP_GRACE_S)
     console.print("[green]✓[/] manager and manager-node agent stopped")
+    if project_rights.release():
+        console.print("[green]✓[/] /data/project writable again (the workspace had no upload rights)")
     scope = find_scope(paths)  # after the manager stopped: it can no longer add members
 
     if have_sge and scope.hostnames:

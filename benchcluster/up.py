@@ -97,6 +97,7 @@ def manager_argv(paths: ClusterPaths, config: LocalClusterConfig, options: UpOpt
         argv.append("--economy")
     if options.spark:
         argv += spark_setup.manager_flags(config.manager_ip)
+    argv.append("--enforce-node-rights")  # the host is the workspace node: upload rights apply here too
     return argv
 
 

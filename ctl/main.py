@@ -7,6 +7,8 @@
   workspace-ctl compute get-pools | scale-pool | get-cluster-details | get-logs   (product aliases)
   workspace-ctl admin add-user NAME --role viewer|contributor|administrator | list-users | remove-user NAME
                       | add-node NODE_ID [--hostname H --ip IP] | whoami
+  workspace-ctl workspace get-settings | set-allowlist --file F | add-url URL | remove-url URL
+                          | set-rights --upload on|off | activity [--since 1h] [--user U] [--action A]
 Every command takes --output json. Exit codes: 0 ok, 1 refused by the manager, 2 usage or local
 configuration, 3 manager unreachable, 4 credential refused, 5 beyond your role (permission denied).
 """
@@ -26,6 +28,7 @@ from common.client import ClientConfigError, ManagerEndpoint, resolve_endpoint
 from common.mountmodes import MODE_NAMES, MODE_VALUES
 from ctl import admin, output
 from ctl.output import ago, size, table, to_dict
+from ctl.workspace_commands import add_workspace_group
 from protos.bench.v1 import cluster_pb2, cluster_pb2_grpc, types_pb2
 
 EXIT_REFUSED = 1
@@ -254,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workspace-ctl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      parents=[common_options(suppress=False)])
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{cluster,data,compute,admin}")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="{cluster,data,compute,admin,workspace}")
 
     def command(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, parents=[common])
@@ -299,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     pool.add_argument("--max", type=int)
     pool.add_argument("--static", "--member-count", dest="static", type=int, metavar="N")
     admin.add_commands(groups, command)
+    add_workspace_group(groups, command)  # restricted workspaces (issue 20)
     return parser
 
 

@@ -68,6 +68,13 @@ CLUSTER_METHOD_ROLES: dict[str, Role] = {
     "ListUsers": Role.ADMINISTRATOR,
     "RemoveUser": Role.ADMINISTRATOR,
     "AddNode": Role.ADMINISTRATOR,
+    # restricted workspaces (issue 20)
+    "GetWorkspaceSettings": Role.VIEWER,
+    "QueryActivity": Role.VIEWER,
+    "SetAllowlist": Role.ADMINISTRATOR,
+    "AddAllowedUrl": Role.ADMINISTRATOR,
+    "RemoveAllowedUrl": Role.ADMINISTRATOR,
+    "SetWorkspaceRights": Role.ADMINISTRATOR,
 }
 
 # Which principal kind each ManagerService method accepts.
@@ -89,6 +96,10 @@ AUDITED_METHODS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "AddUser": ("admin add-user", _field("name")),
     "RemoveUser": ("admin remove-user", _field("name")),
     "AddNode": ("admin add-node", _field("node_id")),
+    "SetAllowlist": ("workspace set-allowlist", lambda r: " ".join(e.strip() for e in r.entries if e.strip())[:256]),
+    "AddAllowedUrl": ("workspace add-url", _field("url")),
+    "RemoveAllowedUrl": ("workspace remove-url", _field("url")),
+    "SetWorkspaceRights": ("workspace set-rights", lambda r: "upload on" if r.upload else "upload off"),
 }
 
 

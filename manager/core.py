@@ -16,6 +16,7 @@ from typing import Any
 
 from common.daemon import wait_for_stop
 from common.logging import get_logger
+from manager import project_rights
 from manager.activity import ActivityLog
 from manager.config import ManagerConfig
 from manager.credentials import CredentialStore
@@ -30,6 +31,7 @@ from manager.registry import HeartbeatData, MemberRegistry, NodeRegistration, Re
 from manager.sessions import SessionTable
 from manager.store import Store
 from manager.validation import check_heartbeat, check_registration
+from manager.workspace_settings import WorkspaceSettingsService
 from protos.bench.v1 import cluster_pb2
 
 log = get_logger("manager")
@@ -56,7 +58,12 @@ class ClusterManager:
         self.activity = ActivityLog(config.activity_log)
         self.cluster_id = self._cluster_id()
         self.state = store.get_meta("cluster_state") or "running"
-        self.mount_service = MountService(config, store, self.registry, self.sessions, clock)
+        # Restricted workspaces: settings pending at a (re)start come in force now.
+        self.workspace = WorkspaceSettingsService(store, clock)
+        self._apply_workspace_settings("system", "manager start")
+        self._enforce_node_rights()
+        self.mount_service = MountService(config, store, self.registry, self.sessions, clock,
+                                          upload_allowed=lambda: self.workspace.in_force().upload)
         self.credentials = CredentialStore(store, clock)
         self.identity = IdentityRules(self.registry, self.activity, config.host_agent_id)
         self.registry.on_terminated.append(self._revoke_member)
@@ -66,6 +73,19 @@ class ClusterManager:
         """A terminated member's credential stops working at once, and its stream ends."""
         self.credentials.revoke_member(member_id)
         self.sessions.close(member_id)
+
+    def _enforce_node_rights(self) -> None:
+        if self.config.enforce_node_rights:
+            try:
+                project_rights.apply(self.config.data_root, self.workspace.in_force().upload)
+            except OSError as exc:  # said loudly; members enforce their own regardless
+                log.error("cannot apply upload rights on this node", error=str(exc))
+
+    def _apply_workspace_settings(self, user: str, stimulus: str) -> None:
+        if self.workspace.apply_pending(user):
+            s = self.workspace.in_force()
+            self.activity.record(user, "workspace settings applied", "ok", stimulus=stimulus,
+                                 allowlist=list(s.allowlist), upload="on" if s.upload else "off")
 
     def _cluster_id(self) -> str:
         stored = self.store.get_meta("cluster_id")
@@ -218,6 +238,8 @@ class ClusterManager:
                                         drain={"step": "start", "deadline": deadline, "progress": "queued"})
 
     async def start_cluster(self, user: str) -> None:
+        self._apply_workspace_settings(user, "cluster start")
+        self._enforce_node_rights()
         self.state = "running"
         self.store.set_meta("cluster_state", self.state)
 

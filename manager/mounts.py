@@ -68,8 +68,10 @@ class MountView:
 
 class MountService:
     def __init__(self, config: ManagerConfig, store: Store, registry: MemberRegistry,
-                 sessions: SessionTable, clock: Callable[[], float]) -> None:
+                 sessions: SessionTable, clock: Callable[[], float],
+                 upload_allowed: Callable[[], bool] = lambda: True) -> None:
         self._config = config
+        self._upload_allowed = upload_allowed  # restricted workspaces: upload rights in force
         self._store = store
         self._registry = registry
         self._sessions = sessions
@@ -107,6 +109,7 @@ class MountService:
                 req = validate_mount_spec(mount_path, resolved, mode, existing, root, examined_elsewhere=True)
             except (MountValidationError, SourceAccessError) as exc:
                 raise RequestError(code_from_name(exc.code), exc.message) from None
+            self._check_upload_rights(req.source, req.mode)
             self._store.add_mount(req.mount_path, req.source, req.mode, self._clock(), user)
             targets = self._targets()
             spec = mount_spec_to_pb(req.mount_path, req.source, req.mode)
@@ -127,6 +130,16 @@ class MountService:
             message = f"mounted on {len(results)} node(s)" if results else \
                 "stored; no node is connected yet — every node mounts it when it joins"
             return MountOutcome(req.mount_path, req.source, req.mode, tuple(results), message)
+
+    def _check_upload_rights(self, source: str, mode: str) -> None:
+        project = f"{str(self._config.data_root).rstrip('/')}/project"
+        if mode == "read-write" and (source == project or source.startswith(project + "/")) \
+                and not self._upload_allowed():
+            raise RequestError(grpc.StatusCode.PERMISSION_DENIED,
+                               f"a read-write mount of {source} is refused: this workspace has no upload rights, "
+                               f"so {project} is read-only on every node. Use --mode read-only, or ask an "
+                               "administrator for upload rights (`workspace-ctl workspace set-rights --upload on`, "
+                               "then `workspace-ctl cluster start`)")
 
     async def delete(self, mount_path: str, user: str) -> MountOutcome:
         async with self._lock:

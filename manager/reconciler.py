@@ -341,7 +341,9 @@ class Reconciler:
         spec = NodeSpec(cluster_id=self.manager.cluster_id, cores=config.member_cores,
                         memory_bytes=config.member_memory_bytes, scratch_bytes=config.scratch_bytes,
                         manager_address=config.advertise_address or config.listen[0],
-                        join_tokens=tokens, ca_cert_pem=self._ca_pem(), spot=config.economy)
+                        join_tokens=tokens, ca_cert_pem=self._ca_pem(), spot=config.economy,
+                        allowlist=self.manager.workspace.in_force().allowlist,
+                        upload=self.manager.workspace.in_force().upload)
         try:
             nodes = await self.provider.create(count, spec)
         except ProviderError as exc:

@@ -17,7 +17,7 @@ from typing import Any
 from manager.lifecycle import MemberState
 from manager.model import Capacity, MemberRecord, MountStateView, TransitionRecord
 
-SCHEMA_VERSION = 2  # 2: credentials, users, join_tokens (trust)
+SCHEMA_VERSION = 3  # 2: credentials, users, join_tokens (trust); 3: workspace settings (issue 20)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -94,6 +94,21 @@ CREATE TABLE IF NOT EXISTS join_tokens (
 );
 """
 
+# Migration steps by the version they bring the file to; each is idempotent (IF NOT EXISTS), so a
+# file written before the step gets it on the next start.
+# Step "workspace settings" (restricted workspaces, issue 20): the allowlist and upload rights in
+# force and pending (manager/workspace_settings.py).
+_MIGRATE_WORKSPACE_SETTINGS = """
+CREATE TABLE IF NOT EXISTS workspace_settings (
+    slot TEXT PRIMARY KEY CHECK (slot IN ('in_force', 'pending')),
+    allowlist TEXT NOT NULL DEFAULT '[]',
+    upload INTEGER NOT NULL DEFAULT 1,
+    changed_at REAL NOT NULL DEFAULT 0,
+    changed_by TEXT NOT NULL DEFAULT ''
+);
+"""
+_MIGRATIONS: dict[int, str] = {3: _MIGRATE_WORKSPACE_SETTINGS}
+
 
 class StoreError(Exception):
     pass
@@ -126,17 +141,17 @@ class Store:
     def _migrate(self) -> None:
         self._db.executescript(_SCHEMA)
         version = self.get_meta("schema_version")
-        if version is None:
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(version) > SCHEMA_VERSION:
+        if version is not None and int(version) > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has schema version {version}, newer than this manager understands "
                 f"({SCHEMA_VERSION}); upgrade bench-manager or point --db at another file"
             )
-        elif int(version) < SCHEMA_VERSION:
-            # 1 -> 2 only adds tables (created above): a member launched before has no credential
-            # and must be re-launched or enrolled with `workspace-ctl admin add-node`.
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        # 1 -> 2 (trust) only adds tables, created above: a member launched before has no credential
+        # and must be re-launched or enrolled with `workspace-ctl admin add-node`.
+        for step in sorted(_MIGRATIONS):
+            if version is None or int(version) < step:
+                self._db.executescript(_MIGRATIONS[step])
+        self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         """One statement for the adapters that own a table of their own (manager.credentials)."""
@@ -278,6 +293,21 @@ class Store:
     def recent_operations(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT * FROM operations ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+
+    # workspace settings (restricted workspaces) -------------------------------------------------
+    def workspace_settings(self, slot: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM workspace_settings WHERE slot = ?", (slot,)).fetchone()
+        if row is None:
+            return None
+        return {"allowlist": json.loads(row["allowlist"]), "upload": bool(row["upload"]),
+                "changed_at": row["changed_at"], "changed_by": row["changed_by"]}
+
+    def save_workspace_settings(self, slot: str, allowlist: list[str], upload: bool, at: float, by: str) -> None:
+        self._db.execute(
+            "INSERT INTO workspace_settings (slot, allowlist, upload, changed_at, changed_by) VALUES (?,?,?,?,?) "
+            "ON CONFLICT(slot) DO UPDATE SET allowlist=excluded.allowlist, upload=excluded.upload, "
+            "changed_at=excluded.changed_at, changed_by=excluded.changed_by",
+            (slot, json.dumps(allowlist), int(upload), at, by))
 
 
 def _member_to_row(m: MemberRecord) -> tuple[Any, ...]:

@@ -18,6 +18,8 @@ PACKAGES=(
   openjdk-17-jre-headless
   # packaging checks
   packer systemd systemd-container debootstrap
+  # restricted workspaces: egress proxy (the OpenSSL build: SNI peek-and-splice), filter, test clients
+  squid-openssl nftables openssl curl
 )
 
 missing=()
@@ -57,6 +59,15 @@ gridengine-exec shared/gridenginemaster string $host
 gridengine-exec shared/gridenginecell string default
 gridengine-exec shared/gridengineconfig boolean true
 SEL
+
+# Keep package scripts from starting daemons (squid would listen on *:3128): bench-cluster starts
+# its own, inside each restricted member.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy"
+  chmod 0755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 
 echo "system packages: installing ${missing[*]}"
 for attempt in 1 2 3; do

@@ -52,6 +52,8 @@ class LocalClusterConfig:
     min_scratch_bytes: int = 1_000_000_000
     # Economy mode: where spot members' agents poll for interruption notices (a test's IMDS server).
     spot_metadata_url: str = ""
+    # "IP name" lines members resolve besides the cluster's own names (tests: stand-ins for the internet).
+    extra_hosts: tuple[str, ...] = ()
 
     @property
     def manager_ip(self) -> str:
@@ -69,6 +71,11 @@ class LocalClusterConfig:
 
     def slots(self) -> list[MemberSlot]:
         return [self.slot(i) for i in range(1, self.member_pool_size + 1)]
+
+    def cluster_addresses(self) -> list[str]:
+        """The cluster's own addresses (manager and every member slot): never filtered by egress rules."""
+        last = self.slot(self.member_pool_size).ip.rsplit(".", 1)[1]
+        return [f"{self.manager_ip}/32", f"{self.slot(1).ip}-{self.subnet_prefix}.{last}"]
 
     def hosts_lines(self) -> list[str]:
         """name → IP for the manager and every possible member; written once, before qmaster first
@@ -90,4 +97,6 @@ class LocalClusterConfig:
             raise FileNotFoundError(f"{path} is missing: the local cluster was not set up "
                                     "(run `bench-cluster up`)") from exc
         known = set(cls.__dataclass_fields__)
+        if "extra_hosts" in raw:  # JSON has no tuples
+            raw["extra_hosts"] = tuple(raw["extra_hosts"])
         return cls(**{k: v for k, v in raw.items() if k in known})

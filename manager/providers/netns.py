@@ -96,6 +96,7 @@ def member_hosts_file(config: LocalClusterConfig, slot: MemberSlot) -> str:
         "127.0.0.1 localhost",
         f"{config.manager_ip} {config.manager_hostname}",
         *config.hosts_lines(),
+        *config.extra_hosts,
     ]
     return "\n".join(lines) + "\n"
 

@@ -61,6 +61,8 @@ PACKAGES=(
   nftables
   # Spark (pyspark's bundled jars): master, slot workers, executors and the PySpark kernels' drivers.
   openjdk-17-jre-headless
+  # restricted workspaces: egress proxy (OpenSSL build: SNI peek-and-splice)
+  squid-openssl openssl
 )
 
 # Keep package scripts from starting daemons while building (the image's hostname is not the node's).
@@ -133,6 +135,8 @@ systemctl disable bench-manager.service bench-agent.service sge-qmaster.service 
   bench-spark-master.service 2>/dev/null || true
 say "installing the PySpark kernels (PySpark – Local / Remote / Remote - Dynamic) for the workspace node"
 /opt/bench/venv/bin/bench-spark-kernels --python /opt/bench/venv/bin/python || die "kernel specs not installed"
+# The stock squid service stays off: a restricted node runs its own (egress rules of the workspace).
+systemctl disable squid.service 2>/dev/null || true
 
 version=$(/opt/bench/venv/bin/python -c 'import importlib.metadata as m; print(m.version("bench-cluster"))')
 printf 'bench-cluster %s\ninstalled %s\n' "$version" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > /etc/bench/image-release

@@ -415,3 +415,67 @@ class ClusterEvent(_message.Message):
     message: str
     transition: _types_pb2.Transition
     def __init__(self, at_unix: _Optional[float] = ..., kind: _Optional[str] = ..., member_id: _Optional[str] = ..., message: _Optional[str] = ..., transition: _Optional[_Union[_types_pb2.Transition, _Mapping]] = ...) -> None: ...
+
+class WorkspaceSettings(_message.Message):
+    __slots__ = ("allowlist", "upload", "changed_at_unix", "changed_by")
+    ALLOWLIST_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_BY_FIELD_NUMBER: _ClassVar[int]
+    allowlist: _containers.RepeatedScalarFieldContainer[str]
+    upload: bool
+    changed_at_unix: float
+    changed_by: str
+    def __init__(self, allowlist: _Optional[_Iterable[str]] = ..., upload: _Optional[bool] = ..., changed_at_unix: _Optional[float] = ..., changed_by: _Optional[str] = ...) -> None: ...
+
+class GetWorkspaceSettingsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WorkspaceSettingsResponse(_message.Message):
+    __slots__ = ("in_force", "pending", "has_pending", "message")
+    IN_FORCE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    HAS_PENDING_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    in_force: WorkspaceSettings
+    pending: WorkspaceSettings
+    has_pending: bool
+    message: str
+    def __init__(self, in_force: _Optional[_Union[WorkspaceSettings, _Mapping]] = ..., pending: _Optional[_Union[WorkspaceSettings, _Mapping]] = ..., has_pending: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+
+class SetAllowlistRequest(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, entries: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AllowedUrlRequest(_message.Message):
+    __slots__ = ("url",)
+    URL_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    def __init__(self, url: _Optional[str] = ...) -> None: ...
+
+class SetWorkspaceRightsRequest(_message.Message):
+    __slots__ = ("upload",)
+    UPLOAD_FIELD_NUMBER: _ClassVar[int]
+    upload: bool
+    def __init__(self, upload: _Optional[bool] = ...) -> None: ...
+
+class QueryActivityRequest(_message.Message):
+    __slots__ = ("since_unix", "user", "action", "limit")
+    SINCE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    since_unix: float
+    user: str
+    action: str
+    limit: int
+    def __init__(self, since_unix: _Optional[float] = ..., user: _Optional[str] = ..., action: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class QueryActivityResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, entries: _Optional[_Iterable[str]] = ...) -> None: ...

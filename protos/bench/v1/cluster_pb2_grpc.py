@@ -114,6 +114,36 @@ class ClusterServiceStub:
                 request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
+        self.GetWorkspaceSettings = channel.unary_unary(
+                '/bench.v1.ClusterService/GetWorkspaceSettings',
+                request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.GetWorkspaceSettingsRequest.SerializeToString,
+                response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WorkspaceSettingsResponse.FromString,
+                _registered_method=True)
+        self.SetAllowlist = channel.unary_unary(
+                '/bench.v1.ClusterService/SetAllowlist',
+                request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.SetAllowlistRequest.SerializeToString,
+                response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WorkspaceSettingsResponse.FromString,
+                _registered_method=True)
+        self.AddAllowedUrl = channel.unary_unary(
+                '/bench.v1.ClusterService/AddAllowedUrl',
+                request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.AllowedUrlRequest.SerializeToString,
+                response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WorkspaceSettingsResponse.FromString,
+                _registered_method=True)
+        self.RemoveAllowedUrl = channel.unary_unary(
+                '/bench.v1.ClusterService/RemoveAllowedUrl',
+                request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.AllowedUrlRequest.SerializeToString,
+                response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WorkspaceSettingsResponse.FromString,
+                _registered_method=True)
+        self.SetWorkspaceRights = channel.unary_unary(
+                '/bench.v1.ClusterService/SetWorkspaceRights',
+                request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.SetWorkspaceRightsRequest.SerializeToString,
+                response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WorkspaceSettingsResponse.FromString,
+                _registered_method=True)
+        self.QueryActivity = channel.unary_unary(
+                '/bench.v1.ClusterService/QueryActivity',
+                request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.QueryActivityRequest.SerializeToString,
+                response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.QueryActivityResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -218,6 +248,45 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWorkspaceSettings(self, request, context):
+        """--- Restricted workspaces (issue 20) -------------------------------------------------------
+        Roles: Get* and QueryActivity need viewer; the others change settings and need administrator.
+        Changes are pending until the next cluster start (StartCluster or a manager start).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAllowlist(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddAllowedUrl(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveAllowedUrl(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetWorkspaceRights(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryActivity(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -300,6 +369,36 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WhoAmIRequest.FromString,
                     response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'GetWorkspaceSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkspaceSettings,
+                    request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.GetWorkspaceSettingsRequest.FromString,
+                    response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WorkspaceSettingsResponse.SerializeToString,
+            ),
+            'SetAllowlist': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAllowlist,
+                    request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.SetAllowlistRequest.FromString,
+                    response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WorkspaceSettingsResponse.SerializeToString,
+            ),
+            'AddAllowedUrl': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddAllowedUrl,
+                    request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.AllowedUrlRequest.FromString,
+                    response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WorkspaceSettingsResponse.SerializeToString,
+            ),
+            'RemoveAllowedUrl': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveAllowedUrl,
+                    request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.AllowedUrlRequest.FromString,
+                    response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WorkspaceSettingsResponse.SerializeToString,
+            ),
+            'SetWorkspaceRights': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWorkspaceRights,
+                    request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.SetWorkspaceRightsRequest.FromString,
+                    response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WorkspaceSettingsResponse.SerializeToString,
+            ),
+            'QueryActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryActivity,
+                    request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.QueryActivityRequest.FromString,
+                    response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.QueryActivityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -734,6 +833,168 @@ class ClusterService:
             '/bench.v1.ClusterService/WhoAmI',
             protos_dot_bench_dot_v1_dot_cluster__pb2.WhoAmIRequest.SerializeToString,
             protos_dot_bench_dot_v1_dot_cluster__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkspaceSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bench.v1.ClusterService/GetWorkspaceSettings',
+            protos_dot_bench_dot_v1_dot_cluster__pb2.GetWorkspaceSettingsRequest.SerializeToString,
+            protos_dot_bench_dot_v1_dot_cluster__pb2.WorkspaceSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAllowlist(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bench.v1.ClusterService/SetAllowlist',
+            protos_dot_bench_dot_v1_dot_cluster__pb2.SetAllowlistRequest.SerializeToString,
+            protos_dot_bench_dot_v1_dot_cluster__pb2.WorkspaceSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddAllowedUrl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bench.v1.ClusterService/AddAllowedUrl',
+            protos_dot_bench_dot_v1_dot_cluster__pb2.AllowedUrlRequest.SerializeToString,
+            protos_dot_bench_dot_v1_dot_cluster__pb2.WorkspaceSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveAllowedUrl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bench.v1.ClusterService/RemoveAllowedUrl',
+            protos_dot_bench_dot_v1_dot_cluster__pb2.AllowedUrlRequest.SerializeToString,
+            protos_dot_bench_dot_v1_dot_cluster__pb2.WorkspaceSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWorkspaceRights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bench.v1.ClusterService/SetWorkspaceRights',
+            protos_dot_bench_dot_v1_dot_cluster__pb2.SetWorkspaceRightsRequest.SerializeToString,
+            protos_dot_bench_dot_v1_dot_cluster__pb2.WorkspaceSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bench.v1.ClusterService/QueryActivity',
+            protos_dot_bench_dot_v1_dot_cluster__pb2.QueryActivityRequest.SerializeToString,
+            protos_dot_bench_dot_v1_dot_cluster__pb2.QueryActivityResponse.FromString,
             options,
             channel_credentials,
             insecure,
