@@ -39,12 +39,12 @@ lint: $(STAMP)
 
 # The README's test command: static checks, unit, integration and end-to-end suites (~10 min).
 test: venv protos-check lint
-	$(VENV)/bin/pytest -ra -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -ra --durations=25 -m "not slow" $(PYTEST_ARGS)
 
 # The slow suites (systemd-nspawn boot, spot interruption on a cluster, kill -9 at every drain step).
 # CI runs them after `make test`.
 test-slow: venv
-	$(VENV)/bin/pytest -ra -m slow $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -ra --durations=25 -m slow $(PYTEST_ARGS)
 
 test-all: test test-slow
 
