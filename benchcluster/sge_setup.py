@@ -312,7 +312,8 @@ def _ensure_queue(install: SgeInstall) -> None:
         if key in ("slots", "seq_no"):
             have = have.split(",")[0]
         if have != value:
-            _qconf(install, "-mattr", "queue", key, value, QUEUE)
+            # -mattr refuses NONE for list attributes (load_thresholds, pe_list): -rattr replaces the list
+            _qconf(install, "-rattr" if value == "NONE" else "-mattr", "queue", key, value, QUEUE)
 
 
 def _ensure_submit_host(install: SgeInstall, hostname: str) -> None:
