@@ -21,11 +21,12 @@ import contextlib
 import json
 import os
 import pwd
-import shutil
 import stat
 import sys
-from dataclasses import dataclass
 from pathlib import PurePosixPath
+
+from manager import unix_accounts
+from manager.unix_accounts import Account
 
 CHECK_TIMEOUT_S = 10.0
 
@@ -54,24 +55,15 @@ class SourceAccessError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class Account:
-    name: str
-    uid: int
-    gid: int
-    groups: tuple[int, ...]
-
-
 def account_of(user: str) -> Account:
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
+    account = unix_accounts.by_name(user)
+    if account is None:
         raise SourceAccessError(
             "PERMISSION_DENIED",
             f"there is no unix account named {user!r} on the manager node, and a mount source's readability "
             "is checked as the requesting user's account; create the account (same name) first",
-        ) from None
-    return Account(user, entry.pw_uid, entry.pw_gid, tuple(os.getgrouplist(user, entry.pw_gid)))
+        )
+    return account
 
 
 def _interpreter() -> str:
@@ -84,14 +76,10 @@ async def resolve_as(user: str, source: str, timeout_s: float = CHECK_TIMEOUT_S)
     """The source with every symlink resolved, as `user` sees it, if `user` may list and read below it;
     else SourceAccessError saying which directory stops them."""
     account = account_of(user)
-    check = [_interpreter(), "-I", "-S", "-c", _CHECK_PROGRAM, source]
-    if account.uid not in (0, os.geteuid()):
-        groups = ["--groups", ",".join(map(str, account.groups))] if account.groups else ["--clear-groups"]
-        check = [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={account.uid}", f"--regid={account.gid}",
-                 *groups, "--", *check]
-    # else: the check runs as the manager itself. Root may read anything, and an unprivileged manager
-    # (the production unit: bounding set CAP_SETUID|CAP_SETGID, no new privileges) cannot become root:
-    # setpriv fails there ("activate capabilities"). Resolution then goes through what the manager
+    check = [*unix_accounts.run_as_prefix(account), _interpreter(), "-I", "-S", "-c", _CHECK_PROGRAM, source]
+    # As root (or as itself) the check runs as the manager: root may read anything, and an unprivileged
+    # manager (the production unit: bounding set CAP_SETUID|CAP_SETGID, no new privileges) cannot become
+    # root — setpriv fails there ("activate capabilities"). Resolution then goes through what the manager
     # itself may enter.
     try:
         proc = await asyncio.create_subprocess_exec(

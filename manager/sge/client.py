@@ -12,8 +12,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from manager import unix_accounts
 from manager.sge import parse
 from manager.sge.model import SgeError, SgeHost, SgeJob
+from manager.unix_accounts import Account
 
 QUEUE = "all.q"
 HOSTGROUP = "@allhosts"
@@ -41,11 +43,13 @@ class SgeClient:
         self.bin_dir = bin_dir
         self._config_lock = asyncio.Lock()  # qconf edits of shared objects (queue, hostgroup) one at a time
 
-    async def _run(self, tool: str, *args: str, check: bool = True) -> tuple[int, str, str]:
+    async def _run(self, tool: str, *args: str, check: bool = True,
+                   as_account: Account | None = None) -> tuple[int, str, str]:
         env = dict(os.environ, SGE_ROOT=self.sge_root, SGE_CELL=self.cell)
+        prefix = unix_accounts.run_as_prefix(as_account) if as_account else []
         try:
             proc = await asyncio.create_subprocess_exec(
-                str(self.bin_dir / tool), *args, env=env, stdin=asyncio.subprocess.DEVNULL,
+                *prefix, str(self.bin_dir / tool), *args, env=env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         except OSError as exc:
             raise SgeError(f"cannot run {tool} (is gridengine-client installed?)", str(exc)) from exc
@@ -179,9 +183,10 @@ class SgeClient:
         """qdel; `force` also forgets jobs whose exec host is gone (qdel -f)."""
         await self._run("qdel", *(["-f"] if force else []), str(job_id))
 
-    async def submit(self, args: list[str]) -> int:
-        """qsub with `-terse` among `args`; the job id."""
-        _, out, _ = await self._run("qsub", *args)
+    async def submit(self, args: list[str], *, as_account: Account | None = None) -> int:
+        """qsub with `-terse` among `args`; the job id. With `as_account` the job is that user's (it runs with
+        their ids and SGE accounts it to them), not the manager's."""
+        _, out, _ = await self._run("qsub", *args, as_account=as_account)
         try:
             return int(out.strip().split(".")[0])
         except ValueError:

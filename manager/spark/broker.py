@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -25,7 +26,7 @@ from benchspark import conffile
 from benchspark.paths import apps_dir, status_file
 from benchspark.sizing import ExecutorSize, executor_size, fits
 from common.logging import get_logger
-from manager import scaler_log
+from manager import scaler_log, unix_accounts
 from manager.config import ManagerConfig
 from manager.sge.model import SgeError, SgeJob
 from manager.spark import api
@@ -42,6 +43,7 @@ from protos.bench.v1 import cluster_pb2
 
 log = get_logger("spark")
 
+OWNER_UID = "_owner_uid"  # not in the file: read from its inode
 REGISTRATION_GRACE_S = 30.0  # an app without a kernel registration is left alone this long
 JOB_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -123,13 +125,17 @@ class SparkBroker:
         self._write_status(members, max_members, mode)
 
     def _registrations(self) -> dict[str, dict[str, Any]]:
+        """Each kernel's registration, with the uid that owns the file: who really started the application
+        (the directory is sticky, so nobody can put a file there in another user's name)."""
         out: dict[str, dict[str, Any]] = {}
         directory = apps_dir(self.data_root)
         if not directory.is_dir():
             return out
         for path in directory.glob("*.json"):
             try:
-                raw = json.loads(path.read_text())
+                with path.open() as handle:
+                    raw = json.loads(handle.read())
+                    raw[OWNER_UID] = os.fstat(handle.fileno()).st_uid
                 out[str(raw["app_id"])] = raw
             except (OSError, ValueError, KeyError, TypeError):
                 continue
@@ -145,13 +151,19 @@ class SparkBroker:
             first = self._first_seen.setdefault(app.app_id, now)
             if reg is None and now - first < REGISTRATION_GRACE_S:
                 continue  # its kernel is still starting; it will say which kind it is
-            kind = str(reg.get("kind", "remote")) if reg else "remote"
-            cores = int(reg.get("executor_cores", self.executor.cores)) if reg else self.executor.cores
-            memory_mb = app.memory_per_executor_mb or (int(reg.get("executor_memory_mb", 0)) if reg else 0)
+            owner, refusal = slot_owner(app, reg)
+            if owner is None:
+                self._refuse(app, refusal)
+                wants.append(AppWant(app.app_id, app.name, "remote", self.executor.cores, 0, 0))
+                continue
+            assert reg is not None
+            kind = str(reg.get("kind", "remote"))
+            cores = int(reg.get("executor_cores", self.executor.cores))
+            memory_mb = app.memory_per_executor_mb or int(reg.get("executor_memory_mb", 0))
             wanted: int | None
             if kind == "dynamic":
                 try:
-                    wanted = await asyncio.to_thread(api.target_executors, str(reg.get("ui_url", "")) if reg else "")
+                    wanted = await asyncio.to_thread(api.target_executors, str(reg.get("ui_url", "")))
                 except api.SparkUnavailable as exc:
                     log.warning("spark driver metrics unavailable", app=app.app_id, error=str(exc))
                     wanted = None
@@ -161,12 +173,18 @@ class SparkBroker:
                                                           for c, m in capacities):
                     wanted = 0  # bigger than any member: never placed (the kernel refused it already)
             wants.append(AppWant(app.app_id, app.name, "dynamic" if kind == "dynamic" else "remote", cores,
-                                 memory_mb, wanted))
+                                 memory_mb, wanted, owner.name))
         return wants
+
+    def _refuse(self, app: api.App, reason: str) -> None:
+        message = f"app {app.app_id} ({app.name}) gets no executors: {reason}"
+        if self.view.wants.get(app.app_id) != message:
+            self.view.wants[app.app_id] = message
+            log.warning("spark application refused", app=app.app_id, user=app.user, reason=reason)
 
     def _log_wants(self, wants: list[AppWant], slots: dict[str, SlotCount]) -> None:
         for want in wants:
-            if want.wanted is None:
+            if want.wanted is None or not want.user:  # unknown this pass, or refused (said by _refuse)
                 continue
             have = slots.get(want.app_id, SlotCount())
             key = (want.wanted, have.running)
@@ -191,7 +209,11 @@ class SparkBroker:
         try:
             if action.submit:
                 want = next(w for w in wants if w.app_id == action.app_id)
-                job_id = await self.sge.submit(self._slot_args(want, action.submit))
+                account = unix_accounts.by_name(want.user)
+                if account is None:
+                    log.error("spark slots not submitted: no such account", app=want.app_id, user=want.user)
+                    return
+                job_id = await self.sge.submit(self._slot_args(want, action.submit), as_account=account)
                 log.info("spark slots submitted", app=want.app_id, kind=want.kind, count=action.submit, job=job_id)
             if action.cancel_pending:
                 for job_id, tasks in _pending_tasks_to_cancel(jobs, action.app_id, action.cancel_pending):
@@ -203,6 +225,7 @@ class SparkBroker:
     def _slot_args(self, want: AppWant, count: int) -> list[str]:
         logs = self.data_root / "logs" / "spark-slots"
         logs.mkdir(parents=True, exist_ok=True)
+        logs.chmod(0o1777)  # SGE writes each slot's output file as the slot's user
         python = self.config.spark_python or sys.executable
         return [
             "-terse", "-b", "y", "-shell", "no", "-wd", "/", "-N", slot_job_name(want.kind, want.app_id),
@@ -288,3 +311,19 @@ def _pending_tasks_to_cancel(jobs: Iterable[SgeJob], app_id: str, count: int) ->
 
 def status_path(data_root: Path) -> Path:
     return status_file(data_root)
+
+
+def slot_owner(app: api.App, registration: dict[str, Any] | None) -> tuple[unix_accounts.Account | None, str]:
+    """The account an application's executors run as, or None and why not. The owner of the kernel's
+    registration file is who started the driver; the user Spark reports comes from the driver itself
+    (SPARK_USER can say anything), so it only has to agree: executors never run as somebody the
+    application's owner is not."""
+    if registration is None:
+        return None, ("no PySpark kernel registered it (start applications from a PySpark – Remote or "
+                      "Remote - Dynamic kernel)")
+    account = unix_accounts.by_uid(int(registration.get(OWNER_UID, -1)))
+    if account is None:
+        return None, f"its registration belongs to uid {registration.get(OWNER_UID)}, which has no account"
+    if account.uid != 0 and account.name != app.user:
+        return None, f"registered by {account.name} but Spark reports it as {app.user}'s"
+    return account, ""

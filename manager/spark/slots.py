@@ -42,6 +42,7 @@ class AppWant:
     cores: int
     memory_mb: int
     wanted: int | None  # executors it wants now; None: unknown this pass (leave its slots alone)
+    user: str = ""  # the unix account its executor slots run as (the kernel's user)
 
     def describe(self) -> str:
         memory = f"{self.memory_mb // 1024}g" if self.memory_mb % 1024 == 0 else f"{self.memory_mb}m"

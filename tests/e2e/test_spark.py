@@ -6,6 +6,7 @@ run in `make test`; sharing with SGE, kill -9 recovery and drains (minutes of JV
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import threading
@@ -19,6 +20,7 @@ from benchspark.paths import conf_file
 from tests.e2e.cluster_helpers import max_concurrency_by_host, qacct_tasks, qsub, sge
 from tests.e2e.localcluster import LocalCluster, job_script
 from tests.e2e.spark_helpers import (
+    USER,
     answer_of,
     expected_answer,
     finish_kernel,
@@ -62,14 +64,19 @@ def test_three_kernels_give_the_same_answer(cluster: LocalCluster) -> None:
     expected = expected_answer(SOURCE / "words.txt")
     cell = program(f"{MOUNT}/words.txt")
     answers = {}
+    # executors run the user's code as the user (the kernel's uid), never as root or a service account
+    whose = ("import os\nprint('UIDS', os.getuid(), "
+             "sorted(set(sc.parallelize(range(4), 4).map(lambda _: os.getuid()).collect())))")
     for kind in ("local", "remote", "dynamic"):
-        result = run_kernel(kind, [cell, "print('APP', sc.applicationId, sc.master)"])
+        result = run_kernel(kind, [cell, "print('APP', sc.applicationId, sc.master)", whose])
         answers[kind] = answer_of(result)
         app_line = result["cells"][1]["stdout"]
         if kind == "local":
             assert "local[" in app_line
         else:
             assert "spark://10.231.0.1:7077" in app_line
+        driver_uid, executor_uids = result["cells"][2]["stdout"].split(" ", 2)[1:]
+        assert int(driver_uid) == pwd.getpwnam(USER).pw_uid and executor_uids.strip() == f"[{driver_uid}]", result
     assert answers["local"] == expected
     assert answers["remote"] == expected
     assert answers["dynamic"] == expected

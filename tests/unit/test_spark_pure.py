@@ -3,6 +3,7 @@ Remote slots as no-scale demand in the autoscaler."""
 
 from __future__ import annotations
 
+import pwd
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from benchspark import conffile
 from benchspark.sizing import executor_size, fits
 from manager.autoscaler import PendingJob, ScalerConfig, Snapshot, plan
 from manager.autoscaler.model import GIB, JobHold
+from manager.spark import api
+from manager.spark.broker import OWNER_UID, slot_owner
 from manager.spark.slots import AppWant, SlotCount, is_no_scale, plan_slots, remote_wanted, slot_job_name
 
 FACTS = conffile.ClusterFacts(master_url="spark://10.0.0.1:7077", driver_host="10.0.0.2", python="/usr/bin/python3",
@@ -101,3 +104,20 @@ def test_remote_slots_never_scale_a_dynamic_cluster_but_dynamic_slots_do() -> No
     decision = plan(Snapshot(pending=(big,)), config, 1000.0)
     assert decision.add_count == 0
     assert "ignored job 3 (spark-dynamic-app-2): wants 4 cores" in decision.ignored[0].message
+
+
+def _app(user: str) -> api.App:
+    return api.App("app-9", "wc", user, "RUNNING", 0, 1024)
+
+
+def test_executors_run_as_whoever_registered_the_application_and_only_if_spark_agrees() -> None:
+    nobody = pwd.getpwnam("nobody").pw_uid
+    owner, _ = slot_owner(_app("nobody"), {"app_id": "app-9", OWNER_UID: nobody})
+    assert owner is not None and owner.name == "nobody" and owner.uid == nobody
+    # SPARK_USER lets a driver claim any name: a registration in one's own name cannot borrow another's
+    owner, why = slot_owner(_app("alice"), {"app_id": "app-9", OWNER_UID: nobody})
+    assert owner is None and "registered by nobody" in why and "alice" in why
+    owner, why = slot_owner(_app("nobody"), None)
+    assert owner is None and "PySpark" in why and "kernel" in why
+    owner, why = slot_owner(_app("nobody"), {"app_id": "app-9", OWNER_UID: 4_000_000})
+    assert owner is None and "4000000" in why
