@@ -163,6 +163,13 @@ if role == "manager":
         "data_root": "/data",
         "log_format": "json",
     }
+    if doc.get("spark", True):
+        # Spark (issue 16): the master (bench-spark-master, on this node) and the PySpark kernels' drivers
+        # (the workspace node is this node) on the address members reach this node at.
+        spark_host = ip or manager_host
+        manager.update(spark_master_url=f"spark://{spark_host}:7077", spark_ui_url=f"http://{spark_host}:8080",
+                       spark_driver_host=spark_host, spark_python="/opt/bench/venv/bin/python")
+        write(etc / "spark.env", f"BENCH_SPARK_HOST={spark_host}\n", 0o644)
     manager.update(doc.get("manager", {}))  # provider, mode, members, … from the launcher
     write(etc / "manager.toml", "# written by bench-first-boot from user-data\n" + table(manager), 0o640, "bench")
     # root on the manager node is an administrator: workspace-ctl finds this client config.
@@ -201,6 +208,8 @@ if [ "$ROLE" = manager ]; then
     su -s /bin/sh -c "SGE_ROOT=$SGE_ROOT SGE_CELL=$SGE_CELL /usr/lib/gridengine/spooldefaults managers sgeadmin root bench-manager" sgeadmin
   fi
   units=(sge-qmaster.service bench-manager.service bench-agent.service)
+  # the Spark master only where first boot configured Spark (user-data `spark = false` leaves it out)
+  [ -e /etc/bench/spark.env ] && units+=(bench-spark-master.service)
 else
   echo "$MANAGER_HOST" > "$common/act_qmaster"
   units=(sge-execd.service bench-agent.service)

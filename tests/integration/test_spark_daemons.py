@@ -4,6 +4,7 @@ and ends by itself when no executor comes, and the supervisor stops its master o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -43,6 +44,26 @@ def java_children(pid: int, main_class: str) -> list[int]:
         except psutil.Error:  # exited (or a zombie) meanwhile
             continue
     return pids
+
+
+def stop_tree(proc: subprocess.Popen[Any]) -> None:
+    """Stop a slot (or driver) still running and whatever it started: a slot killed alone would leave its
+    worker JVM behind."""
+    if proc.poll() is not None:
+        return
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    proc.terminate()  # a slot stops its worker on SIGTERM
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +112,7 @@ def test_slot_restarts_its_killed_worker_and_ends_without_an_executor(
         wait_until(lambda: alive_workers() - first, 180, "the restarted worker registered", interval_s=0.5)
         out, _ = slot.communicate(timeout=120)
     finally:
-        if slot.poll() is None:
-            slot.kill()
+        stop_tree(slot)
     assert slot.returncode == 0
     assert "worker died from signal 9; restart 1/5" in out
     assert "no executor came within 5 s; slot ends" in out
@@ -135,8 +155,7 @@ def test_decommissioned_slot_hands_its_work_back_and_the_job_completes(
         result, _ = driver.communicate(timeout=300)
     finally:
         for proc in (*slots, driver):
-            if proc.poll() is None:
-                proc.kill()
+            stop_tree(proc)
     assert "RESULT 66" in result
     assert slots[0].returncode == 0
     assert "decommissioning the worker" in out and "decommissioning executor pid" in out

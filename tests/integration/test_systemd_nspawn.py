@@ -109,7 +109,14 @@ wait_active() {
   return 1
 }
 for d in bench-manager bench-agent; do wait_active "$d" || echo "$d never became active" >> "$R/driver.log"; done
-for u in bench-first-boot bench-manager bench-agent sge-qmaster; do show "$u" "initial-$u.txt"; done
+for u in bench-first-boot bench-manager bench-agent sge-qmaster bench-spark-master; do show "$u" "initial-$u.txt"; done
+# The Spark master's JVM answers on its REST port (a JVM takes a while to start: bounded wait).
+for _ in $(seq 1 120); do
+  /opt/bench/venv/bin/python -c 'import urllib.request as u
+print(u.urlopen("http://127.0.0.1:8080/json/", timeout=2).read().decode())' > "$R/spark-master.json" 2>/dev/null \
+    && break
+  sleep 1
+done
 journalctl -b --no-pager > "$R/journal-initial.txt" 2>&1
 for d in bench-manager bench-agent; do
   pid=$(prop "$d" MainPID)
@@ -416,6 +423,17 @@ def test_first_boot_took_the_manager_role(booted: Path) -> None:
     # The manager role initialised an SGE cell for this host's name at boot, and its qmaster runs.
     qmaster = read_props(booted / "initial-sge-qmaster.txt")
     assert (qmaster["ActiveState"], qmaster["SubState"]) == ("active", "running"), qmaster
+
+
+def test_manager_role_runs_the_spark_master(booted: Path) -> None:
+    """First boot configures Spark on the manager role: the master runs and the manager knows its URLs."""
+    props = read_props(booted / "initial-bench-spark-master.txt")
+    assert (props["ActiveState"], props["SubState"]) == ("active", "running"), props
+    master = json.loads((booted / "spark-master.json").read_text() or "{}")
+    assert master.get("status") == "ALIVE", _tail(booted / "journal.txt")
+    manager = tomllib.loads((booted / "manager.toml").read_text())
+    assert manager["spark_master_url"] == "spark://127.0.0.1:7077"
+    assert manager["spark_ui_url"] == "http://127.0.0.1:8080"
 
 
 def test_first_boot_wrote_the_role_configuration(booted: Path) -> None:
