@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import grpc
 from grpc import aio
@@ -220,14 +220,27 @@ class _Session:
                 raise SessionFailed(f"{code.name}: {details}")
             if not self.first_reply_seen:
                 raise SessionFailed("the stream ended without any reply to the Hello")
+        except asyncio.InvalidStateError:
+            # The server ended the stream while we wrote: grpc.aio raises this rather than the status.
+            self._fail(SessionFailed(f"the server ended the stream: {await self._status_text()}"))
         except (aio.AioRpcError, TimeoutError, SessionFailed, aio.UsageError) as exc:
-            self._call.cancel()
-            self._stats.sessions_failed += 1
-            self._stats.heartbeats_unconfirmed += self.heartbeats_written
-            self._stats.errors[_error_key(exc)] += 1
-            raise SessionFailed(str(exc)) from exc
+            self._fail(exc)
         self._stats.sessions_ok += 1
         self._stats.heartbeats_accepted += self.heartbeats_written
+
+    async def _status_text(self) -> str:
+        try:
+            code = await asyncio.wait_for(self._call.code(), RPC_TIMEOUT_S)
+            return f"{code.name}: {await self._call.details()}"
+        except (TimeoutError, aio.AioRpcError) as exc:
+            return str(exc)[:100]
+
+    def _fail(self, exc: BaseException) -> NoReturn:
+        self._call.cancel()
+        self._stats.sessions_failed += 1
+        self._stats.heartbeats_unconfirmed += self.heartbeats_written
+        self._stats.errors[_error_key(exc)] += 1
+        raise SessionFailed(str(exc)) from exc
 
 
 def _error_key(exc: BaseException) -> str:
