@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/heartbeats.py --agents 1000 --seconds 30 --json out.json
 
 What runs: a `bench-manager` subprocess (loopback port, temp dir with its own SQLite file and tokens,
-`--no-sge --provider none`, LOST detection pushed to an hour) and N simulated agents in this one asyncio
-process (grpc.aio, one TCP connection per 50 agents, see `heartbeat_load.py`). Each agent registers,
-then keeps opening `Connect` sessions: Hello, heartbeats at `--interval`, close after about
+`--no-sge --provider none`, LOST detection pushed to an hour) and N simulated agents shared by
+`--processes` load processes (`heartbeat_workers.py`; each runs its slice on its own asyncio loop, one TCP
+connection per 50 agents, see `heartbeat_load.py`), so one Python event loop does not cap the figures.
+Each agent registers, then keeps opening `Connect` sessions: Hello, heartbeats at `--interval`, close after about
 `--session-seconds`, reconnect. The same agents, rates and session pattern are also pointed at
 `echo_server.py`, a grpc.aio server whose one bidirectional stream returns every message. Both are
 measured by the same code, one after the other, on the same machine; the ratio is the figure. With
