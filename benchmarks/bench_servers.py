@@ -130,7 +130,7 @@ async def bench_manager(work_dir: Path, heartbeat_interval_s: float, announce: A
     argv = [str(VENV_BIN / "bench-manager"), "--listen", address, "--db", str(work_dir / "state.db"),
             *trust_args, "--admin-credential-file", str(admin_file),
             "--host-agent-credential-file", str(work_dir / "no-host-agent"),
-            "--hard-limit", str(max(50, min(max_members, 1000))), "--no-sge", "--provider", "none",
+            "--hard-limit", str(max(50, max_members)), "--no-sge", "--provider", "none",
             "--data-root", str(data_root), "--lost-after", str(lost_after_s),
             "--heartbeat-interval", str(heartbeat_interval_s), "--log-format", "json"]
     with log_path.open("ab") as log:

@@ -59,6 +59,8 @@ class Phase:
     client_cpu_s: float
     machine_busy_s: float
     members_seen: int | None  # bench-manager only: agents ListMembers shows a fresh heartbeat for
+    server_rss_bytes: int = 0  # the server's resident memory right after the load window
+    load_processes: int = 1
 
 
 def percentile_ms(samples: list[float], q: int) -> float | None:
@@ -91,6 +93,13 @@ class Figures:
     agents_gave_up: int
     errors: dict[str, int] = field(default_factory=dict)
     members_heartbeat_seen: int | None = None  # the fewest over the phases
+    server_rss_mib: float = 0.0  # the largest over the phases
+    load_processes: int = 1
+
+    @property
+    def server_cpu_percent_per_1k_hb_s(self) -> float | None:
+        """Server CPU (% of a core) per 1,000 heartbeats/s: comparable across loads and machines' sharing."""
+        return 1000 * self.server_cpu_percent / self.heartbeats_per_s if self.heartbeats_per_s else None
 
     @classmethod
     def from_phases(cls, server: str, agents: int, phases: list[Phase]) -> Figures:
@@ -117,7 +126,9 @@ class Figures:
             sessions_ok=sum(p.stats.sessions_ok for p in phases),
             sessions_failed=sum(p.stats.sessions_failed for p in phases),
             agents_gave_up=sum(p.stats.agents_gave_up for p in phases), errors=dict(errors),
-            members_heartbeat_seen=min(seen) if seen else None)
+            members_heartbeat_seen=min(seen) if seen else None,
+            server_rss_mib=max((p.server_rss_bytes for p in phases), default=0) / 2**20,
+            load_processes=max((p.load_processes for p in phases), default=1))
 
     def problems(self) -> list[str]:
         found: list[str] = []
@@ -143,4 +154,4 @@ def ratios(manager: Figures, echo: Figures) -> dict[str, float | None]:
     """bench-manager / echo for every figure that has a meaning as a ratio."""
     return {name: ratio(getattr(manager, name), getattr(echo, name))
             for name in ("heartbeats_per_s", "latency_p50_ms", "latency_p99_ms", "server_cpu_percent",
-                         "server_cpu_ms_per_1k_heartbeats")}
+                         "server_cpu_ms_per_1k_heartbeats", "server_cpu_percent_per_1k_hb_s", "server_rss_mib")}

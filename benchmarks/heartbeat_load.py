@@ -1,4 +1,5 @@
-"""Simulated agents for `benchmarks/heartbeats.py`: many agent sessions in one asyncio process.
+"""Simulated agents for `benchmarks/heartbeats.py`: many agent sessions on one asyncio loop. Each load
+worker process (`heartbeat_workers.py`) runs one LoadGenerator over its own slice of the agents.
 
 Each simulated agent registers once, then loops over sessions until the deadline: open a bidirectional
 stream, write a Hello, write heartbeats at a fixed rate from then on, time until the first reply arrives
@@ -22,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import grpc
 from grpc import aio
@@ -133,6 +134,26 @@ class LoadStats:
     # How late this process's event loop woke up: latency figures include it, for both servers alike.
     loop_lag_s: list[float] = field(default_factory=list)
 
+    def to_json(self) -> dict[str, Any]:
+        return {**{k: v for k, v in vars(self).items() if k != "errors"}, "errors": dict(self.errors)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LoadStats:
+        return cls(**{**data, "errors": Counter(data["errors"])})
+
+    @classmethod
+    def merged(cls, parts: list[LoadStats]) -> LoadStats:
+        """The stats of several load processes as one: samples joined, counts summed."""
+        total = cls()
+        for part in parts:
+            total.latencies_s += part.latencies_s
+            total.loop_lag_s += part.loop_lag_s
+            total.errors.update(part.errors)
+            for name in ("heartbeats_accepted", "heartbeats_unconfirmed", "replies", "sessions_ok",
+                         "sessions_failed", "agents_gave_up"):
+                setattr(total, name, getattr(total, name) + getattr(part, name))
+        return total
+
 
 def heartbeat() -> agent_pb2.AgentEvent:
     return agent_pb2.AgentEvent(heartbeat=agent_pb2.Heartbeat(capacity=CAPACITY, agent_version=AGENT_VERSION,
@@ -199,14 +220,27 @@ class _Session:
                 raise SessionFailed(f"{code.name}: {details}")
             if not self.first_reply_seen:
                 raise SessionFailed("the stream ended without any reply to the Hello")
+        except asyncio.InvalidStateError:
+            # The server ended the stream while we wrote: grpc.aio raises this rather than the status.
+            self._fail(SessionFailed(f"the server ended the stream: {await self._status_text()}"))
         except (aio.AioRpcError, TimeoutError, SessionFailed, aio.UsageError) as exc:
-            self._call.cancel()
-            self._stats.sessions_failed += 1
-            self._stats.heartbeats_unconfirmed += self.heartbeats_written
-            self._stats.errors[_error_key(exc)] += 1
-            raise SessionFailed(str(exc)) from exc
+            self._fail(exc)
         self._stats.sessions_ok += 1
         self._stats.heartbeats_accepted += self.heartbeats_written
+
+    async def _status_text(self) -> str:
+        try:
+            code = await asyncio.wait_for(self._call.code(), RPC_TIMEOUT_S)
+            return f"{code.name}: {await self._call.details()}"
+        except (TimeoutError, aio.AioRpcError) as exc:
+            return str(exc)[:100]
+
+    def _fail(self, exc: BaseException) -> NoReturn:
+        self._call.cancel()
+        self._stats.sessions_failed += 1
+        self._stats.heartbeats_unconfirmed += self.heartbeats_written
+        self._stats.errors[_error_key(exc)] += 1
+        raise SessionFailed(str(exc)) from exc
 
 
 def _error_key(exc: BaseException) -> str:
@@ -227,15 +261,18 @@ class LoadSettings:
 
 
 class LoadGenerator:
-    """Simulated agents against one server address; use as an async context manager (owns the channels)."""
+    """Simulated agents `first` .. `first + count - 1` (all of them by default) against one server address;
+    use as an async context manager (owns the channels)."""
 
     def __init__(self, target: Target, make_channel: Callable[[list[tuple[str, Any]]], aio.Channel],
-                 settings: LoadSettings) -> None:
+                 settings: LoadSettings, first: int = 0, count: int | None = None) -> None:
         self.target = target
         self.settings = settings
         self.stats = LoadStats()
         self.member_ids: dict[int, str] = {}
-        channel_count = math.ceil(settings.agents / AGENTS_PER_CHANNEL)
+        self._first = first
+        self._count = settings.agents if count is None else count
+        channel_count = math.ceil(self._count / AGENTS_PER_CHANNEL)
         self._channels = [make_channel(CHANNEL_OPTIONS) for _ in range(channel_count)]
 
     async def __aenter__(self) -> LoadGenerator:
@@ -245,7 +282,7 @@ class LoadGenerator:
         await asyncio.gather(*(channel.close(grace=None) for channel in self._channels), return_exceptions=True)
 
     def _channel(self, index: int) -> aio.Channel:
-        return self._channels[index // AGENTS_PER_CHANNEL]
+        return self._channels[(index - self._first) // AGENTS_PER_CHANNEL]
 
     async def register_all(self) -> None:
         """Register every agent (not timed); raises if any registration fails."""
@@ -259,14 +296,14 @@ class LoadGenerator:
                     raise RegistrationFailed(f"{self.target.name}: agent {node_id(index)} could not register: "
                                              f"{exc.code().name}: {exc.details()}") from exc
 
-        await asyncio.gather(*(one(i) for i in range(self.settings.agents)))
+        await asyncio.gather(*(one(i) for i in range(self._first, self._first + self._count)))
 
     async def drive(self) -> float:
         """Run every agent's sessions until the deadline and until each has closed; returns the seconds taken."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self.settings.seconds
-        rng = random.Random(self.settings.seed)
+        rng = random.Random(self.settings.seed * 1_000_003 + self._first)  # each slice its own sequence
         # Phases spread over one interval, session lengths over 0.5-1.5x: reconnects and beats stay staggered.
         offsets = [rng.uniform(0, self.settings.interval_s) for _ in self.member_ids]
         lag_probe = asyncio.create_task(self._probe_loop_lag(deadline))

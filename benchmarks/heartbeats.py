@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/heartbeats.py --agents 1000 --seconds 30 --json out.json
 
 What runs: a `bench-manager` subprocess (loopback port, temp dir with its own SQLite file and tokens,
-`--no-sge --provider none`, LOST detection pushed to an hour) and N simulated agents in this one asyncio
-process (grpc.aio, one TCP connection per 50 agents, see `heartbeat_load.py`). Each agent registers,
-then keeps opening `Connect` sessions: Hello, heartbeats at `--interval`, close after about
+`--no-sge --provider none`, LOST detection pushed to an hour) and N simulated agents shared by
+`--processes` load processes (`heartbeat_workers.py`; each runs its slice on its own asyncio loop, one TCP
+connection per 50 agents, see `heartbeat_load.py`), so one Python event loop does not cap the figures.
+Each agent registers, then keeps opening `Connect` sessions: Hello, heartbeats at `--interval`, close after about
 `--session-seconds`, reconnect. The same agents, rates and session pattern are also pointed at
 `echo_server.py`, a grpc.aio server whose one bidirectional stream returns every message. Both are
 measured by the same code, one after the other, on the same machine; the ratio is the figure. With
@@ -80,19 +81,14 @@ from benchmarks.bench_servers import (
 )
 from benchmarks.echo_server import FULL_METHOD
 from benchmarks.heartbeat_figures import Figures, MachineCpu, Phase, ProcessCpu, ratios
-from benchmarks.heartbeat_load import (
-    EchoTarget,
-    LoadGenerator,
-    LoadSettings,
-    ManagerTarget,
-    RegistrationFailed,
-    Target,
-)
+from benchmarks.heartbeat_load import EchoTarget, LoadSettings, ManagerTarget
+from benchmarks.heartbeat_workers import LoadWorkers, TargetSpec, WorkerFailed
 from common.auth import bearer
 from protos.bench.v1 import cluster_pb2, cluster_pb2_grpc
 
-MAX_AGENTS = 1000  # the manager's hard limit on members (each simulated agent is one)
+MAX_AGENTS = 10_000  # the most members the manager accepts (--hard-limit); each simulated agent is one
 MAX_SECONDS = 600.0
+DEFAULT_PROCESSES = max(2, psutil.cpu_count() or 2)
 PLAINTEXT_NAME = "bench-manager (plaintext)"
 MAX_ROUNDS = 10
 
@@ -110,24 +106,28 @@ async def members_with_fresh_heartbeat(server: RunningServer, member_ids: set[st
     return sum(1 for m in reply.members if m.member_id in member_ids and m.last_heartbeat_unix >= since_unix)
 
 
-async def measure(target: Target, server: RunningServer, settings: LoadSettings, check_members: bool,
-                  announce: Announce = progress) -> Phase:
-    async with LoadGenerator(target, server.channel, settings) as load:
-        await load.register_all()  # not in the window: it is a one-off per agent
-        announce(f"{target.name}: {settings.agents} agents registered; load running for {settings.seconds:g} s")
-        server_cpu, client_cpu, machine_cpu = ProcessCpu(server.pid), ProcessCpu(psutil.Process().pid), MachineCpu()
+async def measure(spec: TargetSpec, server: RunningServer, settings: LoadSettings, processes: int,
+                  check_members: bool, announce: Announce = progress) -> Phase:
+    workers = LoadWorkers(spec, settings, processes)
+    async with workers.start():
+        await workers.register_all()  # not in the window: it is a one-off per agent
+        announce(f"{spec.name}: {settings.agents} agents registered; load running for {settings.seconds:g} s "
+                 f"({len(workers.pids)} load processes)")
+        server_cpu, machine_cpu = ProcessCpu(server.pid), MachineCpu()
         since_unix = time.time()
-        for meter in (server_cpu, client_cpu, machine_cpu):
+        for meter in (server_cpu, machine_cpu):
             meter.start()
-        window_s = await load.drive()
-        phase_cpu = (server_cpu.stop(), client_cpu.stop(), machine_cpu.stop())
-        seen = (await members_with_fresh_heartbeat(server, set(load.member_ids.values()), since_unix)
+        stopped: list[float] = []
+        result = await workers.drive(lambda: stopped.extend((server_cpu.stop(), machine_cpu.stop())))
+        rss = psutil.Process(server.pid).memory_info().rss
+        seen = (await members_with_fresh_heartbeat(server, set(result.member_ids), since_unix)
                 if check_members else None)
-    return Phase(load.stats, window_s, *phase_cpu, members_seen=seen)
+    return Phase(result.stats, result.window_s, stopped[0], result.cpu_s, stopped[1], members_seen=seen,
+                 server_rss_bytes=rss, load_processes=len(workers.pids))
 
 
-async def run(settings: LoadSettings, rounds: int, keep_dir: Path | None,
-              announce: Announce = progress) -> tuple[Figures, Figures, Figures]:
+async def run(settings: LoadSettings, rounds: int, keep_dir: Path | None, processes: int = 2,
+              plaintext: bool = True, announce: Announce = progress) -> tuple[Figures, Figures, Figures | None]:
     """`rounds` phases per server, rotating which goes first (A B C, C B A, ...) so that a change in the
     machine's other load during the run weighs on all servers alike. Every phase gets a fresh server.
     The manager runs twice per round: with TLS (as deployed) and plaintext, for the cost of TLS."""
@@ -137,31 +137,37 @@ async def run(settings: LoadSettings, rounds: int, keep_dir: Path | None,
 
     async def manager_phase(work: Path) -> None:
         async with bench_manager(work, settings.interval_s, announce, tls=True, max_members=settings.agents) as server:
-            manager_phases.append(await measure(ManagerTarget(server.admin_credential), server, settings, True,
-                                                announce))
+            spec = TargetSpec("manager", ManagerTarget.name, server.address, _ca(server), server.admin_credential)
+            manager_phases.append(await measure(spec, server, settings, processes, True, announce))
 
     async def plaintext_phase(work: Path) -> None:
         async with bench_manager(work, settings.interval_s, announce, tls=False,
                                  max_members=settings.agents) as server:
-            target = ManagerTarget(server.admin_credential, PLAINTEXT_NAME)
-            plain_phases.append(await measure(target, server, settings, True, announce))
+            spec = TargetSpec("manager", PLAINTEXT_NAME, server.address, None, server.admin_credential)
+            plain_phases.append(await measure(spec, server, settings, processes, True, announce))
 
     async def echo_phase(work: Path) -> None:
         async with echo_server(work, announce) as server:
             # a token of the manager's token length keeps the request metadata the same size
-            echo_phases.append(await measure(EchoTarget(FULL_METHOD, "x" * 43), server, settings, False,
-                                             announce))
+            spec = TargetSpec("echo", EchoTarget.name, server.address, None, "x" * 43, FULL_METHOD)
+            echo_phases.append(await measure(spec, server, settings, processes, False, announce))
 
     with temp_work_dir(keep_dir) as root:
         for number in range(1, rounds + 1):
             order = [("manager", manager_phase), ("plaintext", plaintext_phase), ("echo", echo_phase)]
+            if not plaintext:
+                del order[1]
             for name, phase in order if number % 2 else reversed(order):
                 work = Path(root) / f"{name}-r{number}"
                 work.mkdir(exist_ok=True)
                 await phase(work)
     return (Figures.from_phases(ManagerTarget.name, settings.agents, manager_phases),
             Figures.from_phases(EchoTarget.name, settings.agents, echo_phases),
-            Figures.from_phases(PLAINTEXT_NAME, settings.agents, plain_phases))
+            Figures.from_phases(PLAINTEXT_NAME, settings.agents, plain_phases) if plain_phases else None)
+
+
+def _ca(server: RunningServer) -> str | None:
+    return None if server.ca_file is None else str(server.ca_file)
 
 
 # report ---------------------------------------------------------------------------------------------
@@ -184,7 +190,9 @@ def print_report(console: Console, settings: LoadSettings, manager: Figures, ech
         ("sessions ok / failed", f"{manager.sessions_ok:,} / {manager.sessions_failed}",
          f"{echo.sessions_ok:,} / {echo.sessions_failed}"),
         ("round-trip samples", f"{manager.latency_samples:,}", f"{echo.latency_samples:,}"),
-        ("client (load generator) CPU %", _num(manager.client_cpu_percent), _num(echo.client_cpu_percent)),
+        ("load generator processes", str(manager.load_processes), str(echo.load_processes)),
+        ("client (load generator, all processes) CPU %", _num(manager.client_cpu_percent),
+         _num(echo.client_cpu_percent)),
         ("client event-loop lag p99 (ms)", _num(manager.client_loop_lag_p99_ms, 2),
          _num(echo.client_loop_lag_p99_ms, 2)),
         ("other processes' CPU meanwhile (cores of " + str(psutil.cpu_count()) + ")",
@@ -209,6 +217,10 @@ def print_report(console: Console, settings: LoadSettings, manager: Figures, ech
                     _num(r["latency_p99_ms"], 2))
     summary.add_row("server CPU %", _num(manager.server_cpu_percent), _num(echo.server_cpu_percent),
                     _num(r["server_cpu_percent"], 2))
+    summary.add_row("server CPU % per 1,000 heartbeats/s", _num(manager.server_cpu_percent_per_1k_hb_s, 2),
+                    _num(echo.server_cpu_percent_per_1k_hb_s, 2), _num(r["server_cpu_percent_per_1k_hb_s"], 2))
+    summary.add_row("server RSS at the end (MiB)", _num(manager.server_rss_mib), _num(echo.server_rss_mib),
+                    _num(r["server_rss_mib"], 2))
     summary.add_row("server CPU ms per 1000 heartbeats", _num(manager.server_cpu_ms_per_1k_heartbeats, 2),
                     _num(echo.server_cpu_ms_per_1k_heartbeats, 2), _num(r["server_cpu_ms_per_1k_heartbeats"], 2))
     console.print(summary)
@@ -258,6 +270,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="mean session length before an agent reconnects (default 3)")
     parser.add_argument("--rounds", type=_bounded(int, 1, MAX_ROUNDS), default=1,
                         help="phases per server, alternating which goes first (default 1; 2 = ABBA)")
+    parser.add_argument("--processes", type=_bounded(int, 1, 64), default=DEFAULT_PROCESSES,
+                        help=f"load generator processes sharing the agents (default {DEFAULT_PROCESSES})")
+    parser.add_argument("--no-plaintext", action="store_true",
+                        help="skip the plaintext manager phase (and the cost-of-TLS table)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the phase and session-length jitter")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--keep-dir", type=Path,
@@ -276,18 +292,22 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
     settings = LoadSettings(agents=args.agents, interval_s=args.interval, seconds=args.seconds,
                             session_s=args.session_seconds, seed=args.seed)
     try:
-        manager, echo, plain = await run(settings, args.rounds, args.keep_dir)
-    except (ServerFailed, RegistrationFailed) as exc:
+        manager, echo, plain = await run(settings, args.rounds, args.keep_dir, args.processes,
+                                         not args.no_plaintext)
+    except (ServerFailed, WorkerFailed) as exc:
         console.print(f"[red]heartbeats.py: {exc}[/red]")
         return 2
     print_report(console, settings, manager, echo)
-    print_tls_cost(console, manager, plain)
+    figures: dict[str, Any] = {"settings": asdict(settings), "load_processes": args.processes,
+                               "bench_manager": asdict(manager), "echo": asdict(echo),
+                               "ratios": ratios(manager, echo)}
+    problems = manager.problems() + echo.problems()
+    if plain is not None:
+        print_tls_cost(console, manager, plain)
+        figures.update(bench_manager_plaintext=asdict(plain), tls_ratios=ratios(manager, plain))
+        problems += plain.problems()
     if args.json:
-        args.json.write_text(json.dumps({"settings": asdict(settings), "bench_manager": asdict(manager),
-                                         "echo": asdict(echo), "ratios": ratios(manager, echo),
-                                         "bench_manager_plaintext": asdict(plain),
-                                         "tls_ratios": ratios(manager, plain)}, indent=2))
-    problems = manager.problems() + echo.problems() + plain.problems()
+        args.json.write_text(json.dumps(figures, indent=2))
     for problem in problems:
         console.print(f"[red]problem: {problem}[/red]")
     return 1 if problems else 0

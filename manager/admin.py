@@ -25,7 +25,7 @@ PB_TO_ROLE = {v: k for k, v in ROLE_TO_PB.items()}
 
 
 def live_member_count(manager: ClusterManager) -> int:
-    return sum(1 for m in manager.registry.all() if m.is_member and m.state != MemberState.TERMINATED)
+    return sum(1 for m in manager.registry.in_any_order() if m.is_member and m.state != MemberState.TERMINATED)
 
 
 class AdminService:

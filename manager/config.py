@@ -14,6 +14,7 @@ from common.addresses import parse_host_port
 from common.units import parse_size
 
 HARD_MEMBER_LIMIT = 50
+MAX_HARD_LIMIT = 10_000  # the largest load measured (benchmarks/heartbeats.py --agents 10000)
 MIN_SCRATCH = 1024**3  # seed: 1 GB .. 16 TB
 MAX_SCRATCH = 16 * 1024**4
 
@@ -96,8 +97,8 @@ class ManagerConfig:
             problems.append("provider ec2 needs an [ec2] table in the config file (region, image_id, ...)")
         if self.mode not in ("static", "dynamic"):
             problems.append(f"mode must be static or dynamic, got {self.mode!r}")
-        if not 1 <= self.hard_limit <= 1000:
-            problems.append(f"hard_limit must be 1..1000, got {self.hard_limit}")
+        if not 1 <= self.hard_limit <= MAX_HARD_LIMIT:
+            problems.append(f"hard_limit must be 1..{MAX_HARD_LIMIT}, got {self.hard_limit}")
         if not 0 <= self.members <= self.hard_limit:
             problems.append(f"members must be 0..{self.hard_limit} (the hard limit), got {self.members}")
         if not 0 <= self.min_members <= self.max_members:

@@ -38,6 +38,7 @@ log = get_logger("manager")
 
 VERSION = "0.1.0"
 SPOT_RESCHEDULE_MARGIN_S = 30.0
+PROMOTIONS_PER_YIELD = 50
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,19 @@ class ClusterManager:
         self.registry.flush()
 
     async def _promote_joined(self) -> None:
-        for member in self.registry.all():
-            if member.state != MemberState.JOINING or not self.sessions.connected(member.member_id):
-                continue
+        joined = [m.member_id for m in self.registry.in_any_order()
+                  if m.state == MemberState.JOINING and self.sessions.connected(m.member_id)]
+        for number, member_id in enumerate(joined, 1):
+            member = self.registry.get(member_id)
+            if member is None or member.state != MemberState.JOINING:
+                continue  # changed while we yielded
             if member.role != "member" or not self.config.sge:
                 self.registry.transition(member.member_id, MemberEvent.SGE_READY, "agent-connected",
                                          "agent connected" + ("" if self.config.sge else " (SGE not in use)"))
+            if number % PROMOTIONS_PER_YIELD == 0:
+                # Each promotion is a SQLite write; thousands of agents connecting at once must not hold
+                # the event loop for seconds (their Hellos time out meanwhile).
+                await asyncio.sleep(0)
             # With SGE, the reconciler's SGE pass promotes members once qhost sees them.
 
     # policy -----------------------------------------------------------------------------------

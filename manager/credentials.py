@@ -57,10 +57,13 @@ class CredentialStore:
         self._store = store
         self._clock = clock
         self._principals: dict[str, Principal] = {}
+        # (kind, name) -> its digests: revoking one principal's credential must not scan every member's
+        # (10,000 members joining would be 10,000 full scans)
+        self._digests: dict[tuple[str, str], set[str]] = {}
         self._roles = {r["name"]: Role.parse(r["role"]) for r in store.execute("SELECT name, role FROM users")}
         for row in store.execute("SELECT digest, kind, name FROM credentials"):
-            self._principals[row["digest"]] = Principal(row["kind"], row["name"], self._roles.get(row["name"])
-                                                        if row["kind"] == "user" else None)
+            self._remember(row["digest"], Principal(row["kind"], row["name"], self._roles.get(row["name"])
+                                                    if row["kind"] == "user" else None))
 
     # authentication ---------------------------------------------------------------------------
     def principal(self, secret: str) -> Principal | None:
@@ -114,7 +117,7 @@ class CredentialStore:
         return self._revoke("member", member_id)
 
     def has_member(self, member_id: str) -> bool:
-        return any(p.kind == "member" and p.name == member_id for p in self._principals.values())
+        return bool(self._digests.get(("member", member_id)))
 
     # users ------------------------------------------------------------------------------------
     def add_user(self, name: str, role: Role, created_by: str) -> tuple[UserRecord, str]:
@@ -157,10 +160,14 @@ class CredentialStore:
         key = digest(secret)
         self._store.execute("INSERT OR REPLACE INTO credentials (digest, kind, name, created_at) VALUES (?, ?, ?, ?)",
                             (key, kind, name, self._clock()))
-        self._principals[key] = Principal(kind, name, self._roles.get(name) if kind == "user" else None)
+        self._remember(key, Principal(kind, name, self._roles.get(name) if kind == "user" else None))
+
+    def _remember(self, key: str, principal: Principal) -> None:
+        self._principals[key] = principal
+        self._digests.setdefault((principal.kind, principal.name), set()).add(key)
 
     def _revoke(self, kind: str, name: str) -> bool:
-        gone = [k for k, p in self._principals.items() if p.kind == kind and p.name == name]
+        gone = self._digests.pop((kind, name), set())
         for key in gone:
             del self._principals[key]
         self._store.execute("DELETE FROM credentials WHERE kind = ? AND name = ?", (kind, name))

@@ -63,6 +63,10 @@ class MemberRegistry:
     def all(self) -> list[MemberRecord]:
         return sorted(self._members.values(), key=lambda m: m.member_id)
 
+    def in_any_order(self) -> list[MemberRecord]:
+        """Every record, unsorted: for counting and filtering on hot paths (10,000 members)."""
+        return list(self._members.values())
+
     def get(self, member_id: str) -> MemberRecord | None:
         return self._members.get(member_id)
 

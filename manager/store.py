@@ -121,6 +121,7 @@ class Store:
         self._db = self._connect()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._heartbeat_db: sqlite3.Connection | None = None
+        self._mounts: list[dict[str, Any]] | None = None
         self._heartbeat_lock = threading.Lock()
         self._migrate()
 
@@ -241,13 +242,18 @@ class Store:
 
     # mounts -----------------------------------------------------------------------------------
     def mounts(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._db.execute("SELECT * FROM mounts ORDER BY mount_path")]
+        # Read on every agent session start (its SyncMounts): kept in memory, dropped on every change.
+        if self._mounts is None:
+            self._mounts = [dict(r) for r in self._db.execute("SELECT * FROM mounts ORDER BY mount_path")]
+        return [dict(m) for m in self._mounts]
 
     def add_mount(self, mount_path: str, source: str, mode: str, at: float, by: str) -> None:
+        self._mounts = None
         self._db.execute("INSERT INTO mounts (mount_path, source, mode, created_at, created_by) "
                          "VALUES (?,?,?,?,?)", (mount_path, source, mode, at, by))
 
     def remove_mount(self, mount_path: str) -> bool:
+        self._mounts = None
         return self._db.execute("DELETE FROM mounts WHERE mount_path = ?", (mount_path,)).rowcount > 0
 
     # decisions and operations -----------------------------------------------------------------
