@@ -156,6 +156,16 @@ class Soak:
         proc = self.cluster.exec(hostname, "timeout", "10", "cat", f"{MOUNT}/input.txt")
         return proc.returncode == 0 and proc.stdout.strip() == "chaos input"
 
+    def stale(self, member_id: str, hostname: str) -> bool:
+        """The mount not readable on a member that is READY before and after the look (the scaler may
+        start draining an idle member meanwhile, and a drain unmounts on purpose); looked at twice."""
+        for attempt in range(2):
+            if self.mount_readable(hostname):
+                return False
+            if attempt == 0:
+                time.sleep(5)
+        return self.members().get(member_id, {}).get("state") == "READY"
+
     # the end ------------------------------------------------------------------------------------
     def settle(self) -> None:
         def our_jobs_done() -> bool:
@@ -181,7 +191,7 @@ class Soak:
         wait_for(lambda: self.provider_ids() == self.registry_ids(), 90, 2.0)  # a drain may be finishing
         leaks = leaked(self.provider_ids(), self.registry_ids())
         ready = self.ready()
-        stale = [m["hostname"] for m in ready.values() if not self.mount_readable(m["hostname"])]
+        stale = [m["hostname"] for mid, m in ready.items() if self.stale(mid, m["hostname"])]
         disabled = []
         for line in sge("qstat", "-f", check=False).stdout.splitlines():
             parts = line.split()
