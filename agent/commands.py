@@ -107,22 +107,28 @@ class CommandHandler:
                 await self._mounts.unmount_all()
                 return agent_pb2.CommandResult(command_id=cid, ok=True, message="draining; mounts removed")
             if kind == "wipe_scratch":
-                # A job's FUSE mount left below /scratch (its server dead or hung) is detached, never entered.
-                detached = []
-                for point in await asyncio.to_thread(scratch.mounts_below, self._scratch_dir):
-                    reason = await detach(point)
-                    detached.append(point if reason is None else f"{point} (not detached: {reason})")
                 try:
-                    wiped = await asyncio.to_thread(scratch.wipe, self._scratch_dir)
+                    message = await wipe_scratch(self._scratch_dir)
                 except (scratch.ScratchError, OSError) as exc:
                     return _failure(cid, "FAILED_PRECONDITION", str(exc))
-                message = f"removed {wiped.removed} entries from {self._scratch_dir}"
-                if detached:
-                    message += f"; detached {len(detached)} mount(s) left below it: {', '.join(detached[:5])}"
-                if wiped.kept:
-                    message += f"; left {len(wiped.kept)} path(s) on other filesystems: {', '.join(wiped.kept[:5])}"
                 return agent_pb2.CommandResult(command_id=cid, ok=True, message=message)
         return _failure(cid, "UNIMPLEMENTED", f"unknown command {kind!r}; upgrade this agent")
+
+
+async def wipe_scratch(scratch_dir: Path) -> str:
+    """Empty /scratch (a drain's step, and an orphaned member's); what was done, as one line.
+    A job's FUSE mount left below /scratch (its server dead or hung) is detached, never entered."""
+    detached = []
+    for point in await asyncio.to_thread(scratch.mounts_below, scratch_dir):
+        reason = await detach(point)
+        detached.append(point if reason is None else f"{point} (not detached: {reason})")
+    wiped = await asyncio.to_thread(scratch.wipe, scratch_dir)
+    message = f"removed {wiped.removed} entries from {scratch_dir}"
+    if detached:
+        message += f"; detached {len(detached)} mount(s) left below it: {', '.join(detached[:5])}"
+    if wiped.kept:
+        message += f"; left {len(wiped.kept)} path(s) on other filesystems: {', '.join(wiped.kept[:5])}"
+    return message
 
 
 def _failure(cid: str, code: str, message: str) -> agent_pb2.CommandResult:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.fastmount.engine import ENGINE_CHOICES
+from agent.node_shutdown import CHOICES as SHUTDOWN_CHOICES
 from common.addresses import parse_host_port
 from common.units import parse_size
 
@@ -39,6 +40,11 @@ class AgentConfig:
     reconnect_max_s: float = 5.0  # cap of the exponential reconnect backoff
     log_format: str = "auto"
     fastmount_engine: str = "auto"  # auto | native | python (see agent/fastmount/engine.py)
+    # A dynamic member whose manager has not answered for this long takes no new jobs, lets running
+    # ones finish (at most orphan_job_grace_s), wipes /scratch and ends its node (agent/orphan.py).
+    orphan_timeout_s: float = 600.0
+    orphan_job_grace_s: float = 3600.0
+    node_shutdown: str = "none"  # none | init (local member) | poweroff (EC2); see agent/node_shutdown.py
 
     def __post_init__(self) -> None:
         problems = []
@@ -59,6 +65,12 @@ class AgentConfig:
                             f"got {self.fastmount_engine!r}")
         if not 0.1 <= self.reconnect_max_s <= 300:
             problems.append("reconnect_max_s must be 0.1..300 s")
+        if not 1 <= self.orphan_timeout_s <= 30 * 86400:
+            problems.append(f"--orphan-timeout must be 1..2592000 s, got {self.orphan_timeout_s}")
+        if not 0 <= self.orphan_job_grace_s <= 30 * 86400:
+            problems.append(f"--orphan-job-grace must be 0..2592000 s, got {self.orphan_job_grace_s}")
+        if self.node_shutdown not in SHUTDOWN_CHOICES:
+            problems.append(f"--node-shutdown must be one of {', '.join(SHUTDOWN_CHOICES)}, got {self.node_shutdown!r}")
         if problems:
             raise ConfigError("invalid agent configuration:\n  - " + "\n  - ".join(problems))
 
@@ -86,6 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--spot-poll", dest="spot_poll_s", type=float)
     a("--reconnect-max", dest="reconnect_max_s", type=float)
     a("--log-format", choices=["json", "console", "auto"])
+    a("--orphan-timeout", dest="orphan_timeout_s", type=float,
+      help="seconds without the manager after which a dynamic member ends itself (default 600)")
+    a("--orphan-job-grace", dest="orphan_job_grace_s", type=float,
+      help="once orphaned, seconds running jobs may still take before the node goes (default 3600)")
+    a("--node-shutdown", choices=SHUTDOWN_CHOICES,
+      help="how this node ends itself when orphaned: init (local member), poweroff (EC2), none")
     a("--fastmount-engine", choices=ENGINE_CHOICES,
       help="engine of read-only mounts: native (C, kernel passthrough) for local sources, python (pyfuse3, "
            "parallel read-ahead) for remote ones; auto picks by the source's filesystem")

@@ -57,6 +57,13 @@ async def run(config: AgentConfig) -> int:
     session = ManagerSession(config, tls, mounts, handler, on_connected)
     tasks = [asyncio.create_task(session.run(stop), name="session"),
              asyncio.create_task(watchdog_loop(stop), name="watchdog")]
+    if config.role == "member":  # the manager node's own agent cannot be orphaned
+        from agent.node_shutdown import for_setting
+        from agent.orphan import OrphanWatcher
+
+        watcher = OrphanWatcher(config, mounts, for_setting(config.node_shutdown), lambda: session.connected,
+                                lambda: session.dynamic)
+        tasks.append(asyncio.create_task(watcher.run(stop), name="orphan"))
     if config.spot_metadata_url:
         from agent.spot import watch_spot_notices
 

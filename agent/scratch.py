@@ -22,6 +22,11 @@ from pathlib import Path
 from agent.mountsys import read_mount_table
 
 MARKER = ".bench-scratch"
+# Written by an orphaned member (agent/orphan.py); sge_execd's load sensor reports it to SGE as
+# bench_orphaned=1, which puts the member's queue into alarm (no new jobs). Kept by the wipe so the
+# member takes no job between its wipe and its end.
+ORPHAN_FLAG = ".bench-orphaned"
+KEPT = frozenset({MARKER, ORPHAN_FLAG})
 MOUNTINFO = "/proc/self/mountinfo"
 
 
@@ -53,7 +58,8 @@ def mounts_below(scratch_dir: Path, mountinfo: str = MOUNTINFO) -> list[str]:
 
 
 def wipe(scratch_dir: Path) -> WipeResult:
-    """Remove every entry inside scratch_dir (keeping the marker), never leaving its filesystem."""
+    """Remove every entry inside scratch_dir (keeping the marker and the orphan flag), never leaving
+    its filesystem."""
     try:
         st = os.lstat(scratch_dir)
     except FileNotFoundError:
@@ -67,7 +73,7 @@ def wipe(scratch_dir: Path) -> WipeResult:
     top = os.open(scratch_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         for name in os.listdir(top):
-            if name != MARKER and _remove(top, name, st.st_dev, str(scratch_dir / name), result):
+            if name not in KEPT and _remove(top, name, st.st_dev, str(scratch_dir / name), result):
                 result.removed += 1
     finally:
         os.close(top)

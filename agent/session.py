@@ -52,6 +52,10 @@ class ManagerSession:
         self._handler = handler
         self._on_connected = on_connected
         self.member_id = config.node_id
+        self.connected = False
+        # What the manager said at the last registration (kept across agent restarts): may this member
+        # end itself when orphaned? Unknown (never registered) counts as static: keep retrying.
+        self._dynamic_file = config.state_dir / "dynamic"
         self.spot_notices: asyncio.Queue[agent_pb2.SpotNotice] = asyncio.Queue()
 
     def node_info(self) -> agent_pb2.NodeInfo:
@@ -86,6 +90,7 @@ class ManagerSession:
                 if not stop.is_set():
                     raise
             finally:
+                self.connected = False
                 self._on_connected(False)
 
     async def _credential(self, stub: agent_pb2_grpc.ManagerServiceStub) -> str:
@@ -116,12 +121,14 @@ class ManagerSession:
     async def _session(self, stub: agent_pb2_grpc.ManagerServiceStub, stop: asyncio.Event) -> None:
         registration = await stub.Register(self.node_info(), metadata=self._metadata, timeout=10)
         self.member_id = registration.member_id
+        self._remember_dynamic(registration.dynamic)
         interval = registration.heartbeat_interval_ms / 1000 or self._config.heartbeat_interval_s
         interval = min(interval, self._config.heartbeat_interval_s)
         log.info("registered", member=self.member_id, cluster=registration.cluster_id, heartbeat_s=interval)
         outbox: asyncio.Queue[agent_pb2.AgentEvent] = asyncio.Queue()
         call = stub.Connect(metadata=self._metadata)
         await call.write(agent_pb2.AgentEvent(hello=agent_pb2.Hello(member_id=self.member_id)))
+        self.connected = True
         self._on_connected(True)
         workers: set[asyncio.Task[None]] = set()
 
@@ -163,6 +170,19 @@ class ManagerSession:
                 task.cancel()
             await asyncio.gather(*tasks, *workers, return_exceptions=True)
             call.cancel()
+
+    @property
+    def dynamic(self) -> bool:
+        try:
+            return self._dynamic_file.read_text().strip() == "dynamic"
+        except OSError:
+            return False
+
+    def _remember_dynamic(self, dynamic: bool) -> None:
+        try:
+            write_private(self._dynamic_file, b"dynamic\n" if dynamic else b"static\n", 0o644)
+        except OSError as exc:
+            log.warning("cannot record whether this member is dynamic", path=str(self._dynamic_file), error=str(exc))
 
     async def _heartbeat(self) -> agent_pb2.Heartbeat:
         cap, jobs = await asyncio.to_thread(lambda: (capacity.measure(self._config), capacity.running_jobs()))

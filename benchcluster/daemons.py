@@ -99,3 +99,13 @@ def ensure_running(paths: ClusterPaths, order: list[str]) -> Repair:
         start(paths, name, [str(a) for a in spec["argv"]], Path(spec["log"]))
         repair.started.append(name)
     return repair
+
+
+def stop(paths: ClusterPaths, name: str, timeout_s: float = STOP_GRACE_S + 15) -> bool:
+    """Stop daemon `name` for good (until the next `bench-cluster up` repairs it): SIGTERM to its
+    supervisor, which stops the daemon and exits instead of restarting it. False if none ran."""
+    pid = supervisor_of(paths, name)
+    if pid is None:
+        return False
+    local_processes.stop_process(pid, timeout_s)
+    return True

@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_up.add_argument("--min-age", type=float, help="seconds a member stays at least")
     p_up.add_argument("--idle", type=float, help="seconds idle before a member is removed")
     p_up.add_argument("--interval", type=float, help="autoscaler poll interval in seconds")
+    p_up.add_argument("--orphan-timeout", type=float,
+                      help="seconds without the manager after which a dynamic member ends itself (default 600)")
     p_up.add_argument("--dedicated-manager", action="store_true",
                       help="the manager node runs no jobs, so no core is reserved on members")
     p_up.add_argument("--economy", action="store_true",
@@ -94,7 +96,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                                 args.mode, args.min_members, args.max_members, args.min_age, args.idle,
                                 args.interval, args.dedicated_manager, args.port, args.timeout, args.cluster_id,
                                 economy=args.economy, spot_metadata_url=args.spot_metadata_url)
-        options = dataclasses.replace(options, spark=args.spark)
+        options = dataclasses.replace(options, spark=args.spark, orphan_timeout_s=args.orphan_timeout)
         check_machine(sge_setup.SgeInstall().bin_dir, options.port)
         up(paths, options, console)
         console.print("cluster is up: try `workspace-ctl cluster members` or `qhost`")

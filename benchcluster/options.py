@@ -40,6 +40,7 @@ class UpOptions:
     cluster_id: str
     economy: bool = False  # members are spot instances: their agents watch spot_metadata_url
     spot_metadata_url: str = ""
+    orphan_timeout_s: float | None = None  # None: the manager's default (600 s)
     spark: bool = True  # a Spark master on the manager node, executor slots on members, PySpark kernels
 
 

@@ -29,6 +29,8 @@ QCONF_TIMEOUT_S = 30.0
 COMPLEX_LINES = {
     "static_cores": "static_cores        sc         INT       <=    YES         YES        1        0",
     "static_mem": "static_mem          sm         MEMORY    <=    YES         YES        2G       0",
+    # A load value, not requestable: 1 while the member's agent has fenced it (agent/orphan.py).
+    "bench_orphaned": "bench_orphaned      bo         INT       >=    NO          NO         0        0",
 }
 
 # Jobs run as root inside the member namespaces, so the uid/gid floor must go; a short load report
@@ -57,13 +59,30 @@ SCHEDULER_SETTINGS = {
 QUEUE_SETTINGS = {
     "hostlist": HOSTGROUP,
     "seq_no": "0",
-    "load_thresholds": "NONE",
+    # An orphaned member (its manager gone, agent/orphan.py) reports bench_orphaned=1 through the load
+    # sensor: its queue instance goes into alarm and gets no new job, without qmod (members are not
+    # admin hosts). The host-wide np_load_avg is not a threshold: every namespace reports the same load.
+    "load_thresholds": "bench_orphaned=1",
     "pe_list": "NONE",
     "rerun": "TRUE",  # lets a drain reschedule running jobs with qmod -rj
     "slots": "1",  # per-host values (= static_cores) are set when a member joins
     "tmpdir": "/scratch",  # per-job $TMPDIR on the member's /scratch
     "shell": "/bin/bash",
 }
+LOAD_SENSOR_NAME = "bench-load-sensor.sh"
+# SGE's load sensor protocol: a line on stdin asks for a report (begin / host:name:value / end), "quit"
+# ends it. Only a root-owned flag counts (/scratch is world-writable: a job must not fence its member).
+LOAD_SENSOR_SCRIPT = """#!/bin/sh
+# Installed by bench-cluster: reports bench_orphaned=1 while this member's agent has fenced it.
+host=$(hostname)
+flag=/scratch/.bench-orphaned
+while read -r request; do
+  [ "$request" = quit ] && exit 0
+  value=0
+  if [ -f "$flag" ] && [ "$(stat -c %u "$flag")" = 0 ]; then value=1; fi
+  printf 'begin\n%s:bench_orphaned:%s\nend\n' "$host" "$value"
+done
+"""
 STARTER_NAME = "bench-job-starter.sh"
 # SGE puts the per-job directory in TMPDIR and TMP, but the job is started as a secure-exec program
 # and glibc drops TMPDIR on the way in; this starter (run in place of the job's shell) restores it.
@@ -249,10 +268,19 @@ def stop_qmaster(install: SgeInstall, timeout_s: float = 30.0) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
+def _write_load_sensor(install: SgeInstall) -> Path:
+    path = install.common_dir / LOAD_SENSOR_NAME
+    if not path.exists() or path.read_text() != LOAD_SENSOR_SCRIPT:
+        path.write_text(LOAD_SENSOR_SCRIPT)
+    path.chmod(0o755)
+    return path
+
+
 def _ensure_global_config(install: SgeInstall) -> None:
     current = _qconf(install, "-sconf", "global").stdout
     body = "\n".join(line for line in current.splitlines() if not line.startswith("#"))
-    settings, changed = _apply_settings(body, GLOBAL_SETTINGS)
+    wanted = {**GLOBAL_SETTINGS, "load_sensor": str(_write_load_sensor(install))}
+    settings, changed = _apply_settings(body, wanted)
     if changed:
         _load_file(install, "-Mconf", "global", render_settings(settings))
 

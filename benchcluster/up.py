@@ -86,7 +86,8 @@ def manager_argv(paths: ClusterPaths, config: LocalClusterConfig, options: UpOpt
     else:
         argv += ["--min", str(options.min_members), "--max", str(options.max_members)]
     for flag, value in (("--min-age", options.min_age_s), ("--idle", options.idle_s),
-                        ("--interval", options.interval_s)):
+                        ("--interval", options.interval_s),
+                        ("--member-orphan-timeout", options.orphan_timeout_s)):
         if value is not None:
             argv += [flag, str(value)]
     if options.allow_small_scratch:

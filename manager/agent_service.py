@@ -68,7 +68,8 @@ class AgentService(agent_pb2_grpc.ManagerServiceServicer):
         return agent_pb2.Registration(
             member_id=member.member_id, cluster_id=self._manager.cluster_id,
             heartbeat_interval_ms=int(self._manager.config.heartbeat_interval_s * 1000),
-            mounts=[mount_spec_to_pb(m.mount_path, m.source, m.mode) for m in mounts])
+            mounts=[mount_spec_to_pb(m.mount_path, m.source, m.mode) for m in mounts],
+            dynamic=member.is_member and self._manager.policy()["mode"] == "dynamic")
 
     async def Connect(self, request_iterator: AsyncIterator[agent_pb2.AgentEvent],
                       context: aio.ServicerContext) -> AsyncIterator[agent_pb2.ManagerCommand]:

@@ -68,6 +68,8 @@ class ManagerConfig:
     dedicated_manager: bool = False
     economy: bool = False
     max_launch_failures: int = 3
+    # Handed to launched members: a dynamic member whose manager stays unreachable this long ends itself.
+    member_orphan_timeout_s: float = 600.0
     stabilise_timeout_s: float = 1800.0  # an operation not settled by then is closed (and counted as failed)
     brake_backoff_s: float = 300.0
     data_root: Path = Path("/data")
@@ -126,6 +128,8 @@ class ManagerConfig:
                             f"reserved scheduling core ({self.reserved_cores}) leaves no usable core")
         if self.scratch_bytes and not self.allow_small_scratch and not MIN_SCRATCH <= self.scratch_bytes <= MAX_SCRATCH:
             problems.append("scratch size must be between 1G and 16T (or 0 for no /scratch)")
+        if not 1 <= self.member_orphan_timeout_s <= 30 * 86400:
+            problems.append(f"member_orphan_timeout_s must be 1..2592000 s, got {self.member_orphan_timeout_s}")
         if self.max_message_bytes < 1024:
             problems.append("max_message_bytes must be ≥ 1024")
         if not self.cluster_id.replace("-", "").isalnum():
@@ -210,6 +214,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--admin-credential-file", type=Path, help="credential of user root (administrator), installed at start")
     a("--join-token-ttl", dest="join_token_ttl_s", type=float, help="seconds a join token stays valid (default 600)")
     a("--max-concurrent-rpcs", type=int, help="cap on concurrent RPCs and streams (default 2 x hard limit + 256)")
+    a("--member-orphan-timeout", dest="member_orphan_timeout_s", type=float,
+      help="seconds without this manager after which a dynamic member ends itself (default 600)")
     a("--lost-after", dest="lost_after_s", type=float, help="seconds without heartbeat before a member is LOST")
     a("--join-timeout", dest="join_timeout_s", type=float, help="seconds a requested member gets to register")
     a("--heartbeat-interval", dest="heartbeat_interval_s", type=float)

@@ -135,6 +135,7 @@ class DrainExecutor:
                     shutdown=agent_pb2.Shutdown()), timeout_s=5)
         if self.provider is not None:
             await self.provider.terminate([member.member_id])
+        reason = "node terminated" if self.provider else "drained (no provider to terminate)"
         self.manager.registry.transition(member.member_id, MemberEvent.NODE_TERMINATED,
                                          "provider" if self.provider else "drain",
-                                         "node terminated" if self.provider else "drained (no provider to terminate)")
+                                         str(member.drain.get("left") or reason))

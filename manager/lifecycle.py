@@ -4,7 +4,8 @@ Pure: no I/O. The registry persists a transition before acting on it (so a manag
 `kill -9` resumes every half-done operation) and records the stimulus and reason with it.
 
     REQUESTED -> JOINING -> READY -> DRAINING -> DRAINED -> TERMINATED
-    plus LOST (no heartbeat for lost_after_s) and INTERRUPTED (spot notice).
+    plus LOST (no heartbeat for lost_after_s), INTERRUPTED (spot notice), and NODE_LEFT straight to
+    TERMINATED: a member that ended itself while its manager was away (agent/orphan.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class MemberEvent(StrEnum):
     DRAIN_COMPLETED = "drain-completed"
     SPOT_NOTICE = "spot-notice"
     NODE_TERMINATED = "node-terminated"
+    NODE_LEFT = "node-left"  # the node ended on its own (an orphaned member, agent/orphan.py): recorded after the fact
 
 
 S, E = MemberState, MemberEvent
@@ -66,6 +68,9 @@ TRANSITIONS: dict[tuple[MemberState | None, MemberEvent], MemberState] = {
     (S.LOST, E.NODE_TERMINATED): S.TERMINATED,
     (S.INTERRUPTED, E.NODE_TERMINATED): S.TERMINATED,
     (S.REQUESTED, E.NODE_TERMINATED): S.TERMINATED,
+    (S.JOINING, E.NODE_LEFT): S.TERMINATED,
+    (S.READY, E.NODE_LEFT): S.TERMINATED,
+    (S.LOST, E.NODE_LEFT): S.TERMINATED,
 }
 
 # States in which a member counts towards the cluster's size (and its max).

@@ -103,6 +103,7 @@ class Reconciler:
         seen = await self._observe()
         await self._sge_join_pass(seen)
         self._adopt_unknown_nodes(seen)
+        await self._reconcile_departed(seen)
         if self._first_pass:
             self._close_unrecorded_launch()
             self._first_pass = False
@@ -173,6 +174,36 @@ class Reconciler:
                 detail = op["detail"]
                 detail["member_ids"] = sorted({*detail.get("member_ids", []), node.node_id})
                 self.manager.store.update_operation(op["id"], detail=detail)
+
+    async def _reconcile_departed(self, seen: Observation) -> None:
+        """Members whose node is gone from the provider without the manager removing it: a dynamic
+        member ends itself after orphan_timeout_s without its manager (agent/orphan.py), a node may
+        also crash. Recorded, not acted upon: the exec host leaves SGE, the provider's remains go
+        (LocalProvider.terminate removes the namespaces; on EC2 the instance is already terminated),
+        and the member is TERMINATED with the reason. Tasks SGE still shows on the host died with it:
+        such a member is drained at once instead, which has SGE reschedule them first."""
+        if seen.provider_nodes is None or self.provider is None:
+            return
+        present = {node.node_id for node in seen.provider_nodes}
+        for member in self.manager.registry.all():
+            if (not member.is_member or member.member_id in present
+                    or member.state not in (MemberState.READY, MemberState.JOINING, MemberState.LOST)
+                    or self.manager.sessions.connected(member.member_id)):
+                continue
+            reason = (f"node {member.hostname} left on its own (gone from the {self.provider.name} provider; "
+                      "a dynamic member ends itself when its manager stays unreachable for orphan_timeout_s)")
+            if seen.tasks_by_host.get(member.hostname):
+                self.manager.registry.transition(
+                    member.member_id, MemberEvent.DRAIN_REQUESTED, "provider-list", reason,
+                    drain={"step": "start", "progress": "queued", "deadline": self.manager.clock(),
+                           "abort_if_busy": False, "left": reason})
+                continue
+            if self.sge is not None and member.sge_configured:
+                await self.sge.remove_exec_host(member.hostname)
+            await self.provider.terminate([member.member_id])
+            self.manager.registry.transition(member.member_id, MemberEvent.NODE_LEFT, "provider-list", reason)
+            self.manager.activity.record("manager", "member left on its own", "ok", target=member.member_id,
+                                         hostname=member.hostname, reason=reason)
 
     def _close_unrecorded_launch(self) -> None:
         """After a restart: a launch operation with no member recorded and no unknown node at the
@@ -343,7 +374,8 @@ class Reconciler:
                         manager_address=config.advertise_address or config.listen[0],
                         join_tokens=tokens, ca_cert_pem=self._ca_pem(), spot=config.economy,
                         allowlist=self.manager.workspace.in_force().allowlist,
-                        upload=self.manager.workspace.in_force().upload)
+                        upload=self.manager.workspace.in_force().upload,
+                        orphan_timeout_s=config.member_orphan_timeout_s)
         try:
             nodes = await self.provider.create(count, spec)
         except ProviderError as exc:

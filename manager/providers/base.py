@@ -39,6 +39,8 @@ class NodeSpec:
     # an allowlist filters the node's outbound traffic; upload=False makes /data/project read-only.
     allowlist: tuple[str, ...] = ()
     upload: bool = True
+    # A member of a dynamic cluster whose manager stays unreachable this long ends itself (agent/orphan.py).
+    orphan_timeout_s: float = 600.0
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,7 @@ class Ec2Provider:
         user_data = render(NodeUserData(
             role=MEMBER_ROLE, cluster_id=self._cluster_id, manager_address=spec.manager_address,
             join_token=join_token, ca_cert=spec.ca_cert_pem, cores=spec.cores, memory_bytes=spec.memory_bytes,
-            scratch_bytes=spec.scratch_bytes, labels=dict(spec.labels)))
+            scratch_bytes=spec.scratch_bytes, labels=dict(spec.labels), orphan_timeout_s=spec.orphan_timeout_s))
         scratch_gib = max(1, -(-spec.scratch_bytes // 1024**3))
         request: dict[str, Any] = {
             "ImageId": self._config.image_id,

@@ -33,6 +33,7 @@ class NodeUserData:
     memory_bytes: int
     scratch_bytes: int
     labels: Mapping[str, str] = field(default_factory=dict)
+    orphan_timeout_s: float = 600.0  # member role: the agent's orphan_timeout_s
     # manager role only: settings for manager.toml (provider, mode, an ec2 table, ...), passed through.
     manager_settings: Mapping[str, Any] = field(default_factory=dict)
 
@@ -48,6 +49,7 @@ def render(data: NodeUserData) -> str:
         f"cores = {int(data.cores)}",
         f"memory_bytes = {int(data.memory_bytes)}",
         f"scratch_bytes = {int(data.scratch_bytes)}",
+        f"orphan_timeout_s = {float(data.orphan_timeout_s)}",
         "",
         "[labels]",
         *(f"{_quote(key)} = {_quote(value)}" for key, value in sorted(data.labels.items())),
@@ -85,6 +87,7 @@ def parse(text: str) -> NodeUserData:
             cores=int(doc["cores"]),
             memory_bytes=int(doc["memory_bytes"]),
             scratch_bytes=int(doc["scratch_bytes"]),
+            orphan_timeout_s=float(doc.get("orphan_timeout_s", 600.0)),
             labels={str(key): str(value) for key, value in doc.get("labels", {}).items()},
             manager_settings=dict(doc.get("manager", {})),
         )

@@ -74,6 +74,7 @@ class MemberLaunch:
     memory_bytes: int
     data_root: str
     spot_metadata_url: str = ""  # set for spot members: the agent watches it for interruption notices
+    orphan_timeout_s: float = 600.0
 
 
 AgentCommand = Callable[[MemberLaunch], list[str]]
@@ -100,6 +101,8 @@ def bench_agent_command(launch: MemberLaunch) -> list[str]:
         "--scratch-dir", "/scratch", "--data-root", launch.data_root,
         "--cores", str(launch.cores), "--memory", format_size(launch.memory_bytes),
         "--advertise-ip", launch.ip, "--log-format", "json",
+        # orphaned: the agent signals the member's init (PID 1 of its namespaces), which ends the member
+        "--node-shutdown", "init", "--orphan-timeout", str(launch.orphan_timeout_s),
         *(["--spot-metadata-url", launch.spot_metadata_url, "--spot-poll", "1"] if launch.spot_metadata_url else []),
     ]
 
@@ -243,7 +246,8 @@ class LocalProvider:
                               ca_file=ca_file,
                               state_dir=member_dir / "agent", cores=spec.cores,
                               memory_bytes=spec.memory_bytes, data_root=config.data_root,
-                              spot_metadata_url=config.spot_metadata_url if spec.spot else "")
+                              spot_metadata_url=config.spot_metadata_url if spec.spot else "",
+                              orphan_timeout_s=spec.orphan_timeout_s)
         init_spec = {
             "node_id": node_id, "hostname": slot.hostname, "ip": slot.ip,
             "scratch_image": str(image) if spec.scratch_bytes else "",

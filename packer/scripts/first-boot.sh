@@ -121,7 +121,10 @@ agent = {
 }
 if role == "member":
     agent.update(cores=int(doc.get("cores", 0)), memory_bytes=int(doc.get("memory_bytes", 0)),
-                 credential_file=str(AGENT_STATE / "credential"), join_token_file=str(AGENT_STATE / "join.token"))
+                 credential_file=str(AGENT_STATE / "credential"), join_token_file=str(AGENT_STATE / "join.token"),
+                 # orphaned (manager gone, dynamic cluster): an OS shutdown, which the launch's
+                 # InstanceInitiatedShutdownBehavior=terminate turns into a termination
+                 node_shutdown="poweroff", orphan_timeout_s=float(doc.get("orphan_timeout_s", 600.0)))
     if not override.exists():
         agent["spot_metadata_url"] = imds
     # The cluster CA (public) and the one-time join token (single use, minutes): nothing long-lived.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
@@ -160,6 +161,23 @@ def test_user_data_joins_the_member_to_its_manager(aws: Aws, cid: str) -> None:
         "member", cid, "10.0.1.10:50051", "bcj_s3cret-token", "CA-PEM")
     assert (data.cores, data.memory_bytes, data.scratch_bytes) == (4, 16 * GIB, 100 * GIB)
     assert data.labels == {"workspace": "ws-42"}
+
+
+def test_an_orphaned_member_can_end_itself_without_aws_credentials(aws: Aws, cid: str) -> None:
+    """The member's agent ends an orphaned member with an OS poweroff (agent/node_shutdown.py); the
+    instance must turn that into a termination, and the agent must learn its orphan timeout."""
+    spec = dataclasses.replace(make_spec(cid), orphan_timeout_s=42.0)
+    provider = make_provider(aws, cid)
+    (node,) = asyncio.run(provider.create(1, spec))
+    behaviour = aws.client.describe_instance_attribute(InstanceId=node.node_id,
+                                                       Attribute="instanceInitiatedShutdownBehavior")
+    assert behaviour["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
+    raw = aws.client.describe_instance_attribute(InstanceId=node.node_id, Attribute="userData")
+    assert parse(base64.b64decode(raw["UserData"]["Value"]).decode()).orphan_timeout_s == 42.0
+    # What AWS does after the poweroff: the instance terminates, and the provider no longer lists it
+    # (the manager's reconciler then records the member as gone, see Reconciler._reconcile_departed).
+    aws.client.terminate_instances(InstanceIds=[node.node_id])
+    assert node.node_id not in {n.node_id for n in asyncio.run(provider.list())}
 
 
 def test_each_member_gets_its_own_one_time_join_token(aws: Aws, cid: str) -> None:

@@ -36,16 +36,18 @@ class NodeInfo(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., ip: _Optional[str] = ..., agent_version: _Optional[str] = ..., capacity: _Optional[_Union[_types_pb2.Capacity, _Mapping]] = ..., role: _Optional[str] = ...) -> None: ...
 
 class Registration(_message.Message):
-    __slots__ = ("member_id", "cluster_id", "heartbeat_interval_ms", "mounts")
+    __slots__ = ("member_id", "cluster_id", "heartbeat_interval_ms", "mounts", "dynamic")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    DYNAMIC_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     cluster_id: str
     heartbeat_interval_ms: int
     mounts: _containers.RepeatedCompositeFieldContainer[_types_pb2.MountSpec]
-    def __init__(self, member_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[_types_pb2.MountSpec, _Mapping]]] = ...) -> None: ...
+    dynamic: bool
+    def __init__(self, member_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[_types_pb2.MountSpec, _Mapping]]] = ..., dynamic: _Optional[bool] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("capacity", "running_jobs", "mounts", "draining", "agent_version", "sent_at_unix")
