@@ -188,3 +188,27 @@ def test_disable_closes_the_port_and_ends_sessions(plane: ControlPlane) -> None:
     assert status_code == 200
     wait_until(lambda: not port_open(base), 10, "the port to close")
     assert ctl_json(plane, "cluster", "web-access", "status").get("enabled", False) is False
+
+
+def test_browser_logs_in_with_the_link_and_stays_live(plane: ControlPlane) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tests.browser import chromium, console_errors, screenshot, wait_for
+
+    enabled_url(plane)
+    link = ctl_json(plane, "cluster", "web-access", "url", as_user="webadmin")["url"]
+    with chromium() as driver:
+        driver.get(link)
+        wait_for(driver, lambda d: d.current_url.endswith("/") and "webadmin" in d.find_element(By.ID, "whoami").text,
+                 20, "the page after login")
+        assert "#t=" not in driver.current_url
+        wait_for(driver, lambda d: d.find_element(By.ID, "live").text == "live", 10, "the event stream")
+        wait_for(driver, lambda d: "usable cores" in d.find_element(By.ID, "view-overview").text, 10, "overview")
+        driver.find_element(By.CSS_SELECTOR, "a[data-view=plots]").click()
+        wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#plot-members .main-svg"), 15, "the plot")
+        screenshot(driver, "web-control-plane-plots.png")
+        assert not [e for e in console_errors(driver) if "Content Security Policy" in e], console_errors(driver)
+        # the link was used up by the browser
+        driver.delete_all_cookies()
+        driver.get(link)
+        wait_for(driver, lambda d: "refused" in d.find_element(By.ID, "login-status").text, 10, "reused link refused")
