@@ -34,7 +34,23 @@ class JobsView:
                 out["running"].append(row)
             elif j.pending:
                 row["tasks"] = j.pending_task_count
-                row["ignored"] = reasons.get(j.job_id, "")
+                row["ignored"] = reasons.get(j.job_id, "") or not_demand(j)
                 out["pending"].append(row)
         return out
 
+
+
+def not_demand(job: Any) -> str:
+    """Why the autoscaler does not count a pending job as demand ('' when it does), the same
+    conditions manager.autoscaler.model.PendingJob.hold applies."""
+    from manager.spark.slots import is_no_scale
+
+    if job.error:
+        return "in error state (Eqw): not demand until `qmod -cj` clears it"
+    if job.held:
+        return "on hold: not demand until released (qrls)"
+    if job.waiting_on_dependency:
+        return "waiting for the jobs it depends on (-hold_jid): not demand yet"
+    if is_no_scale(job.name):
+        return "Spark Remote slot: uses members that exist, never grows the cluster"
+    return ""

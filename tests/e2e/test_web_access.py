@@ -1,0 +1,132 @@
+"""Issue 19 end to end: web access on a dynamic local cluster with real SGE and Spark, watched by a
+real browser (Debian chromium through selenium). One cluster for the module: the page shows new
+members and the plot draws the scale-up without a reload, a job named like markup stays text, the
+Spark master UI loads through /spark/, and `web-access disable` closes the port."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.browser import chromium, screenshot, wait_for
+from tests.e2e.cluster_helpers import qsub, sge
+from tests.e2e.localcluster import LocalCluster, job_script
+from tests.harness import wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+MARKUP_NAME = "<img src=x onerror=alert(1)>"  # SGE refuses '/' in job names, so no </script>
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    lc = LocalCluster(tmp_path_factory.mktemp("web-cluster"),
+                      ["--mode", "dynamic", "--min", "0", "--max", "2", "--cores", "2", "--memory", "3G",
+                       "--scratch-size", "64M", "--allow-small-scratch", "--min-age", "10", "--idle", "600",
+                       "--interval", "2"])
+    try:
+        lc.up()
+        yield lc
+    finally:
+        sge("qdel", "-u", "root", check=False)
+        lc.down()
+
+
+@pytest.fixture(scope="module")
+def base_url(cluster: LocalCluster) -> str:
+    status = cluster.ctl_json("cluster", "web-access", "enable")
+    assert status["enabled"]
+    return str(status["base_url"])
+
+
+@pytest.fixture(scope="module")
+def browser(cluster: LocalCluster, base_url: str) -> Iterator[Any]:
+    from selenium.webdriver.common.by import By
+
+    with chromium() as driver:
+        driver.get(cluster.ctl_json("cluster", "web-access", "url")["url"])
+        wait_for(driver, lambda d: "root" in d.find_element(By.ID, "whoami").text, 30, "the page after login")
+        yield driver
+
+
+def port_open(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or 443), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def view(driver: Any, name: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, f"a[data-view={name}]").click()
+
+
+def plotted_members(driver: Any) -> int:
+    """The highest member count any member-state trace of the plot draws."""
+    return int(driver.execute_script(
+        "const p = document.getElementById('plot-members');"
+        "if (!p || !p.data) return 0;"
+        "return Math.max(0, ...p.data.filter(t => t.name.startsWith('members ')).flatMap(t => t.y));"))
+
+
+def test_new_members_and_the_scale_up_appear_without_a_reload(cluster: LocalCluster, browser: Any,
+                                                             tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.execute_script("window.__sameDocument = 'yes'")
+    view(browser, "members")
+    script = job_script(Path("/data/e2e-web/array.sh"), "sleep 40")
+    qsub("-t", "1-2", "-l", "static_cores=1,static_mem=256M", "-o", "/dev/null", "-e", "/dev/null", str(script))
+    wait_for(browser, lambda d: "READY" in d.find_element(By.ID, "view-members").text, 240, "a READY member row")
+    view(browser, "plots")
+    wait_for(browser, lambda d: plotted_members(d) >= 1, 60, "the plot to draw the new members")
+    assert browser.execute_script("return window.__sameDocument") == "yes"  # never reloaded
+    annotations = browser.execute_script("return document.getElementById('plot-members').layout.annotations"
+                                         ".map(a => a.text)")
+    assert any(str(a).startswith("scale-up") for a in annotations), annotations
+    screenshot(browser, "web-scale-up.png")
+
+
+def test_a_job_named_like_markup_is_shown_as_text(cluster: LocalCluster, browser: Any) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+
+    script = job_script(Path("/data/e2e-web/held.sh"), "true")
+    job_id = qsub("-h", "-N", MARKUP_NAME, "-o", "/dev/null", "-e", "/dev/null", str(script))
+    try:
+        view(browser, "jobs")
+        wait_for(browser, lambda d: MARKUP_NAME in d.find_element(By.ID, "view-jobs").text, 60, "the job's name")
+        assert not browser.find_elements(By.CSS_SELECTOR, "#view-jobs img")
+        assert "on hold" in browser.find_element(By.ID, "view-jobs").text
+        time.sleep(1)
+        with pytest.raises(NoAlertPresentException):
+            browser.switch_to.alert.text  # noqa: B018 - reading it is the check
+    finally:
+        sge("qdel", str(job_id), check=False)
+
+
+def test_spark_master_ui_through_the_proxy(cluster: LocalCluster, browser: Any, base_url: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(base_url + "spark/")
+    wait_for(browser, lambda d: "Spark Master" in d.title, 30, "the Spark master UI")
+    text = browser.find_element(By.TAG_NAME, "body").text
+    assert "Workers" in text and "Alive Workers" in text
+    links = [a.get_attribute("href") or "" for a in browser.find_elements(By.TAG_NAME, "a")]
+    assert all(not link.startswith("http://") for link in links), links  # Spark's links stay behind the proxy
+
+
+def test_disable_closes_the_port(cluster: LocalCluster, base_url: str) -> None:
+    assert port_open(base_url)
+    cluster.ctl("cluster", "web-access", "disable")
+    wait_until(lambda: not port_open(base_url), 10, "the web port to close")
+    assert "disabled" in cluster.ctl("cluster", "status").stdout
