@@ -14,9 +14,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from benchspark.paths import conf_file
 from tests.browser import chromium, screenshot, wait_for
 from tests.e2e.cluster_helpers import qsub, sge
 from tests.e2e.localcluster import LocalCluster, job_script
+from tests.e2e.spark_helpers import finish_kernel, master_json, start_kernel
 from tests.harness import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -114,15 +116,35 @@ def test_a_job_named_like_markup_is_shown_as_text(cluster: LocalCluster, browser
         sge("qdel", str(job_id), check=False)
 
 
-def test_spark_master_ui_through_the_proxy(cluster: LocalCluster, browser: Any, base_url: str) -> None:
+def test_spark_master_ui_through_the_proxy_lists_the_workers(cluster: LocalCluster, browser: Any,
+                                                            base_url: str, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    browser.get(base_url + "spark/")
-    wait_for(browser, lambda d: "Spark Master" in d.title, 30, "the Spark master UI")
-    text = browser.find_element(By.TAG_NAME, "body").text
-    assert "Workers" in text and "Alive Workers" in text
-    links = [a.get_attribute("href") or "" for a in browser.find_elements(By.TAG_NAME, "a")]
-    assert all(not link.startswith("http://") for link in links), links  # Spark's links stay behind the proxy
+    wait_until(lambda: conf_file("remote").exists(), 60, "the written spark-defaults.conf files")
+    go = Path("/tmp/bench-web-spark-go")
+    go.unlink(missing_ok=True)
+    # A Remote kernel's application holds executors (slot workers on the members) until `go` exists.
+    cell = (f"import os, time\nprint('N', sc.parallelize(range(8), 2).count())\n"
+            f"while not os.path.exists({str(go)!r}): time.sleep(0.5)")
+    kernel = start_kernel("remote", [cell])
+    try:
+        wait_until(lambda: master_json().get("aliveworkers", 0) >= 1, 300, "a Spark worker", interval_s=2)
+        browser.get(base_url + "spark/")
+        wait_for(browser, lambda d: "Spark Master" in d.title, 30, "the Spark master UI")
+        body = browser.find_element(By.TAG_NAME, "body").text
+        assert "Alive Workers: 0" not in body and "worker-" in body, body[:2000]
+        links = [a.get_attribute("href") or "" for a in browser.find_elements(By.TAG_NAME, "a")]
+        worker_links = [link for link in links if "/spark/proxy/worker-" in link]
+        assert worker_links and all(link.startswith(base_url) for link in worker_links), links
+        browser.get(worker_links[0])  # Spark's own link, through the same proxy and login
+        wait_for(browser, lambda d: "Spark Worker" in d.title, 30, "the worker's UI through the master")
+        screenshot(browser, "web-spark-worker.png")
+    finally:
+        go.touch()
+        try:
+            finish_kernel(kernel, timeout_s=300)
+        finally:
+            go.unlink(missing_ok=True)
 
 
 def test_disable_closes_the_port(cluster: LocalCluster, base_url: str) -> None:
