@@ -105,7 +105,6 @@ AUDITED_METHODS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "RemoveAllowedUrl": ("workspace remove-url", _field("url")),
     "SetWorkspaceRights": ("workspace set-rights", lambda r: "upload on" if r.upload else "upload off"),
     "SetWebAccess": ("cluster web-access", lambda r: "enable" if r.enabled else "disable"),
-    "WebAccessLoginLink": ("cluster web-access url", lambda r: "login link"),
 }
 
 

@@ -59,6 +59,9 @@ class WebAccessRpcs:
         me = current_principal()
         assert me.role is not None  # the interceptor admits users only, and users have a role
         token, expires = web.logins.issue_link(me.name, me.role)
+        # Not in the interceptor's audit table (that one lists mutations, none open to viewers),
+        # but who asked for a way in is worth a line.
+        self._m.activity.record(me.name, "web-access url", "ok", role=me.role.label, expires_at=round(expires))
         # The secret rides in the fragment: browsers never send it in a request line, so no access
         # log, proxy or Referer ever carries it; the login page POSTs it once.
         return cluster_pb2.WebAccessLoginLinkResponse(url=f"{web.base_url()}login#t={token}", expires_at_unix=expires)
