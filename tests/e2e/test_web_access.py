@@ -74,11 +74,13 @@ def view(driver: Any, name: str) -> None:
 
 
 def plotted_members(driver: Any) -> int:
-    """The highest member count any member-state trace of the plot draws."""
+    """How many samples of the plot draw at least one member."""
     return int(driver.execute_script(
         "const p = document.getElementById('plot-members');"
         "if (!p || !p.data) return 0;"
-        "return Math.max(0, ...p.data.filter(t => t.name.startsWith('members ')).flatMap(t => t.y));"))
+        "const traces = p.data.filter(t => t.name.startsWith('members '));"
+        "if (!traces.length) return 0;"
+        "return traces[0].y.map((_, i) => traces.reduce((n, t) => n + t.y[i], 0)).filter(n => n > 0).length;"))
 
 
 def test_new_members_and_the_scale_up_appear_without_a_reload(cluster: LocalCluster, browser: Any,
@@ -91,7 +93,7 @@ def test_new_members_and_the_scale_up_appear_without_a_reload(cluster: LocalClus
     qsub("-t", "1-2", "-l", "static_cores=1,static_mem=256M", "-o", "/dev/null", "-e", "/dev/null", str(script))
     wait_for(browser, lambda d: "READY" in d.find_element(By.ID, "view-members").text, 240, "a READY member row")
     view(browser, "plots")
-    wait_for(browser, lambda d: plotted_members(d) >= 1, 60, "the plot to draw the new members")
+    wait_for(browser, lambda d: plotted_members(d) >= 4, 120, "the plot to draw the new members (4 samples)")
     assert browser.execute_script("return window.__sameDocument") == "yes"  # never reloaded
     annotations = browser.execute_script("return document.getElementById('plot-members').layout.annotations"
                                          ".map(a => a.text)")
