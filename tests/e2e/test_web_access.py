@@ -123,8 +123,9 @@ def test_a_job_named_like_markup_is_shown_as_text(cluster: LocalCluster, browser
             wait_for(browser, lambda d: name in d.find_element(By.ID, "view-jobs").text, 60, "the job's name as text")
         except TimeoutException as exc:  # say what the page and SGE showed instead
             qstat = sge("qstat", "-u", "*", "-xml", "-r", check=False).stdout
-            raise AssertionError(f"job {job_id} named {name!r} not shown as text; the page shows:\n"
-                                 f"{browser.find_element(By.ID, 'view-jobs').text}\nqstat -xml:\n{qstat[:3000]}") from exc
+            page = browser.find_element(By.ID, "view-jobs").text
+            raise AssertionError(f"job {job_id} named {name!r} not shown as text; the page shows:\n{page}\n"
+                                 f"qstat -xml:\n{qstat[:3000]}") from exc
         for tag in ("script", "b", "img"):
             assert not browser.find_elements(By.CSS_SELECTOR, f"#view-jobs td {tag}"), tag
         assert "on hold" in browser.find_element(By.ID, "view-jobs").text
