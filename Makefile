@@ -66,6 +66,7 @@ bench: venv
 	$(PY) benchmarks/heartbeats.py
 	$(PY) benchmarks/autoscaler.py
 	$(PY) benchmarks/fastmount.py
+	$(PY) benchmarks/web.py
 
 wheel: $(STAMP)
 	$(PY) -m pip wheel --no-deps -w dist .

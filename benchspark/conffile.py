@@ -67,6 +67,9 @@ def settings_for(kind: str, facts: ClusterFacts) -> tuple[dict[str, str], list[s
         # Executors on a member being drained or interrupted get no new tasks and hand theirs back.
         "spark.decommission.enabled": "true",
         "spark.network.timeout": "120s",
+        # The application UI is reached through the master and web access's /spark/ (issue 19).
+        "spark.ui.reverseProxy": "true",
+        "spark.ui.reverseProxyUrl": "/spark",
     })
     if kind == "remote":
         s["spark.dynamicAllocation.enabled"] = "false"

@@ -113,7 +113,10 @@ class Slot:
             "SPARK_LOG_DIR": str(scratch / "spark-logs"),
             "SPARK_LOCAL_IP": self.host,
             # SIGPWR decommissions the worker (and its executors) instead of killing it.
-            "SPARK_WORKER_OPTS": "-Dspark.decommission.enabled=true -Dspark.worker.cleanup.enabled=false",
+            # reverseProxy: the worker's UI is reached through the master under web access's /spark/
+            # (issue 19), so its pages link their scripts and styles under that prefix.
+            "SPARK_WORKER_OPTS": "-Dspark.decommission.enabled=true -Dspark.worker.cleanup.enabled=false "
+                                 "-Dspark.ui.reverseProxy=true -Dspark.ui.reverseProxyUrl=/spark",
         })
         self.worker_log = scratch / "spark-worker.log"
         self.proc: subprocess.Popen[bytes] | None = None

@@ -1,7 +1,7 @@
 """workspace-ctl: the user's CLI for the workspace cluster (talks to bench-manager over gRPC).
 
   workspace-ctl cluster status | members [--history MEMBER] | scale (--min A --max B | --static N)
-                        | drain MEMBER [--deadline S] | start | stop
+                        | drain MEMBER [--deadline S] | start | stop | web-access enable|disable|status|url
   workspace-ctl data get-mounts | create-mount --mount-path P --source S [--mode read-only|read-write]
                      | delete-mount --mount-path P
   workspace-ctl compute get-pools | scale-pool | get-cluster-details | get-logs   (product aliases)
@@ -26,7 +26,7 @@ from grpc import aio
 
 from common.client import ClientConfigError, ManagerEndpoint, resolve_endpoint
 from common.mountmodes import MODE_NAMES, MODE_VALUES
-from ctl import admin, output
+from ctl import admin, output, web_access
 from ctl.output import ago, size, table, to_dict
 from ctl.workspace_commands import add_workspace_group
 from protos.bench.v1 import cluster_pb2, cluster_pb2_grpc, types_pb2
@@ -65,6 +65,7 @@ async def cluster_status(stub: Any, args: argparse.Namespace, ep: ManagerEndpoin
     if status.scaler_brake:
         rows.append(("scaler brake", status.scaler_brake))
     rows += spark_rows(status.spark)
+    rows.append(("web access", status.web_access_url or "disabled"))
     table("workspace cluster", ("", ""), rows)
     return 0
 
@@ -280,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds running jobs get before they are rescheduled elsewhere (0 = wait)")
     command(cluster, "start", cluster_start, "start the cluster (members come per policy)")
     command(cluster, "stop", cluster_stop, "stop the cluster: drain and remove every member")
+    web_access.add_commands(cluster, command)  # issue 19
 
     data = groups.add_parser("data", help="fast mounts on every node").add_subparsers(dest="command", required=True)
     command(data, "get-mounts", data_get_mounts, "mounts and their state on every node")

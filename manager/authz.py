@@ -75,6 +75,10 @@ CLUSTER_METHOD_ROLES: dict[str, Role] = {
     "AddAllowedUrl": Role.ADMINISTRATOR,
     "RemoveAllowedUrl": Role.ADMINISTRATOR,
     "SetWorkspaceRights": Role.ADMINISTRATOR,
+    # web access (issue 19): a login link opens a session with the asking user's own role
+    "GetWebAccess": Role.ADMINISTRATOR,
+    "SetWebAccess": Role.ADMINISTRATOR,
+    "WebAccessLoginLink": Role.VIEWER,
 }
 
 # Which principal kind each ManagerService method accepts.
@@ -100,6 +104,7 @@ AUDITED_METHODS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "AddAllowedUrl": ("workspace add-url", _field("url")),
     "RemoveAllowedUrl": ("workspace remove-url", _field("url")),
     "SetWorkspaceRights": ("workspace set-rights", lambda r: "upload on" if r.upload else "upload off"),
+    "SetWebAccess": ("cluster web-access", lambda r: "enable" if r.enabled else "disable"),
 }
 
 

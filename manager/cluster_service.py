@@ -20,13 +20,15 @@ from manager.core import ClusterManager
 from manager.errors import RequestError
 from manager.interceptors import current_principal
 from manager.mounts import MountOutcome
+from manager.web_service import WebAccessRpcs
 from manager.workspace_service import WorkspaceRpcs
 from protos.bench.v1 import cluster_pb2, cluster_pb2_grpc
 
 T = TypeVar("T")
 
 
-class ClusterService(WorkspaceRpcs, AdminService, cluster_pb2_grpc.ClusterServiceServicer):  # WorkspaceRpcs: issue 20
+# Mixins: WebAccessRpcs (issue 19), WorkspaceRpcs (issue 20), AdminService (trust).
+class ClusterService(WebAccessRpcs, WorkspaceRpcs, AdminService, cluster_pb2_grpc.ClusterServiceServicer):
     def __init__(self, manager: ClusterManager) -> None:
         self._m = manager
 

@@ -83,6 +83,10 @@ class ManagerConfig:
     spark_ui_url: str = ""  # the master's web UI, reachable from the workspace node
     spark_driver_host: str = ""  # the workspace node's address members reach drivers at
     spark_python: str = ""  # interpreter for drivers, executors and slot jobs (default: the manager's)
+    # Web access (issue 19): HTTPS on this port of every listen host, when enabled (workspace-ctl
+    # cluster web-access enable). 0 picks a free port (tests).
+    web_port: int = 50443
+    web_sample_interval_s: float = 10.0  # history samples for the plots
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -130,6 +134,10 @@ class ManagerConfig:
             problems.append("scratch size must be between 1G and 16T (or 0 for no /scratch)")
         if not 1 <= self.member_orphan_timeout_s <= 30 * 86400:
             problems.append(f"member_orphan_timeout_s must be 1..2592000 s, got {self.member_orphan_timeout_s}")
+        if not 0 <= self.web_port <= 65535:
+            problems.append(f"web_port must be 0..65535, got {self.web_port}")
+        if not 0.5 <= self.web_sample_interval_s <= 300:
+            problems.append(f"web_sample_interval_s must be 0.5..300 seconds, got {self.web_sample_interval_s}")
         if self.max_message_bytes < 1024:
             problems.append("max_message_bytes must be ≥ 1024")
         if not self.cluster_id.replace("-", "").isalnum():
@@ -253,6 +261,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--spark-master-url", help="spark://HOST:PORT of the Spark master (enables Spark)")
     a("--spark-ui-url", help="http://HOST:PORT of the Spark master's web UI")
     a("--spark-driver-host", help="address of the workspace node that members reach Spark drivers at")
+    a("--web-port", type=int, help="HTTPS port of web access, on every listen host (default 50443)")
+    a("--web-sample-interval", dest="web_sample_interval_s", type=float,
+      help="seconds between history samples for the web page's plots (default 10)")
     a("--spark-python", help="Python for Spark drivers/executors (default: the manager's interpreter)")
 
 

@@ -23,6 +23,7 @@ from manager.credentials import CredentialStore
 from manager.errors import invalid, not_found, precondition
 from manager.events import EventBus
 from manager.identity import IdentityRules
+from manager.jobs_view import JobsView
 from manager.lifecycle import MemberEvent, MemberState, can_take
 from manager.member_names import UnknownMemberName, find_member
 from manager.model import MemberRecord
@@ -69,6 +70,8 @@ class ClusterManager:
         self.identity = IdentityRules(self.registry, self.activity, config.host_agent_id)
         self.registry.on_terminated.append(self._revoke_member)
         self.spark: Any = None  # manager.spark.broker.SparkBroker, set by the reconciler when Spark is on
+        self.jobs_view = JobsView()  # SGE jobs as the reconciler last saw them (the web page reads it)
+        self.web: Any = None  # manager.web.server.WebAccess, set by manager.main
 
     def _revoke_member(self, member_id: str) -> None:
         """A terminated member's credential stops working at once, and its stream ends."""
@@ -201,6 +204,8 @@ class ClusterManager:
             operation_in_flight="" if op is None else f"{op['kind']} #{op['id']} since {op['started_at']:.0f}")
         if self.spark is not None:
             status.spark.CopyFrom(self.spark.status_pb())
+        if self.web is not None:
+            status.web_access_url = self.web.base_url()
         if decision is not None:
             status.last_decision.CopyFrom(cluster_pb2.ScalerDecision(
                 decision_id=decision["id"], at_unix=decision["at"], action=decision["action"],

@@ -145,6 +145,10 @@ class CredentialStore:
         self._roles.pop(name, None)
         return self._revoke("user", name) or existed
 
+    def user_role(self, name: str) -> Role | None:
+        """The user's role now (None: no such user), from memory."""
+        return self._roles.get(name)
+
     def users(self) -> list[UserRecord]:
         return [UserRecord(r["name"], Role.parse(r["role"]), r["created_at"], r["created_by"])
                 for r in self._store.execute("SELECT * FROM users ORDER BY name")]

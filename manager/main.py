@@ -30,6 +30,9 @@ async def serve(config: ManagerConfig) -> int:
         log.warning("serving WITHOUT TLS (--insecure-plaintext): credentials cross the network in the clear")
     manager = ClusterManager(config, store)
     bootstrap_credentials(manager)
+    from manager.web.server import WebAccess  # aiohttp loads only in the daemon
+
+    manager.web = WebAccess(manager)
     server, health_servicer = build_server(manager, config.max_message_bytes, config.rpc_limit)
     try:
         ports = bind(server, config.listen, tls)
@@ -44,7 +47,9 @@ async def serve(config: ManagerConfig) -> int:
     reconciler = Reconciler.from_config(manager)
     tasks = [asyncio.create_task(manager.liveness_loop(stop), name="liveness"),
              asyncio.create_task(reconciler.run(stop), name="reconciler"),
-             asyncio.create_task(watchdog_loop(stop), name="watchdog")]
+             asyncio.create_task(watchdog_loop(stop), name="watchdog"),
+             asyncio.create_task(manager.web.sample_loop(stop), name="web-history")]
+    await manager.web.restore()
     await mark_serving(health_servicer)
     sdnotify.notify("READY=1", f"STATUS=serving on {', '.join(config.listen)}")
     log.info("serving", listen=list(config.listen), ports=ports, cluster=manager.cluster_id, version=VERSION,
@@ -52,6 +57,7 @@ async def serve(config: ManagerConfig) -> int:
     await stop.wait()
     sdnotify.notify("STOPPING=1")
     log.info("stopping")
+    await manager.web.shutdown()
     await server.stop(grace=3)
     await cancel_and_wait(tasks)
     manager.registry.flush()

@@ -12,7 +12,7 @@ operation row and the provider's nodes on restart and finishes it once.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from common.daemon import wait_for_stop
@@ -33,6 +33,7 @@ from manager.autoscaler import (
 )
 from manager.core import ClusterManager
 from manager.drain import DrainExecutor
+from manager.jobs_view import JobsView
 from manager.lifecycle import MemberEvent, MemberState
 from manager.model import MemberRecord
 from manager.providers.base import NodeProvider, NodeSpec, ProviderError
@@ -101,6 +102,7 @@ class Reconciler:
     # one pass ---------------------------------------------------------------------------------
     async def reconcile_once(self) -> Decision | None:
         seen = await self._observe()
+        self.manager.jobs_view = JobsView(self.manager.clock(), tuple(seen.jobs), self.manager.jobs_view.ignored)
         await self._sge_join_pass(seen)
         self._adopt_unknown_nodes(seen)
         await self._reconcile_departed(seen)
@@ -116,6 +118,7 @@ class Reconciler:
         snapshot = self._snapshot(seen)
         now = self.manager.clock()
         decision = plan(snapshot, self.scaler_config(), now)
+        self.manager.jobs_view = replace(self.manager.jobs_view, ignored=decision.ignored)
         self._record(decision, snapshot, now)
         await self._act(decision, snapshot)
         return decision

@@ -17,7 +17,7 @@ from typing import Any
 from manager.lifecycle import MemberState
 from manager.model import Capacity, MemberRecord, MountStateView, TransitionRecord
 
-SCHEMA_VERSION = 3  # 2: credentials, users, join_tokens (trust); 3: workspace settings (issue 20)
+SCHEMA_VERSION = 4  # 2: credentials, users, join_tokens (trust); 3: workspace settings (issue 20); 4: web history
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -107,7 +107,14 @@ CREATE TABLE IF NOT EXISTS workspace_settings (
     changed_by TEXT NOT NULL DEFAULT ''
 );
 """
-_MIGRATIONS: dict[int, str] = {3: _MIGRATE_WORKSPACE_SETTINGS}
+# Step "web history" (web access, issue 19): the samples the web page plots (manager/web/history.py).
+_MIGRATE_WEB_HISTORY = """
+CREATE TABLE IF NOT EXISTS web_history (
+    at REAL PRIMARY KEY,
+    sample TEXT NOT NULL
+);
+"""
+_MIGRATIONS: dict[int, str] = {3: _MIGRATE_WORKSPACE_SETTINGS, 4: _MIGRATE_WEB_HISTORY}
 
 
 class StoreError(Exception):

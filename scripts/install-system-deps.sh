@@ -20,6 +20,8 @@ PACKAGES=(
   packer systemd systemd-container debootstrap
   # restricted workspaces: egress proxy (the OpenSSL build: SNI peek-and-splice), filter, test clients
   squid-openssl nftables openssl curl
+  # web access browser tests (Debian's chromium driven by selenium through chromium-driver)
+  chromium chromium-driver
 )
 
 missing=()

@@ -43,3 +43,9 @@ def require_sge() -> None:
     require_root()
     require(Path("/usr/lib/gridengine/sge_qmaster").exists() and shutil.which("qsub") is not None,
             "Debian gridengine packages (make deps)")
+
+
+def require_chromium() -> None:
+    """Debian's chromium and chromium-driver (scripts/install-system-deps.sh) for the web tests."""
+    require(Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists(),
+            "Debian chromium and chromium-driver (make deps)")

@@ -62,6 +62,12 @@ def _text(element: ET.Element, tag: str) -> str:
     return (found.text or "").strip() if found is not None else ""
 
 
+def _job_name(element: ET.Element) -> str:
+    # Grid Engine 8.1's qstat -xml writes '<' in a job name as "%lt;" (not "&lt;"; '>' and '&' come
+    # out right): seen with `qsub -N '<b>x<b>'`. Undone here so the name reads as submitted.
+    return _text(element, "JB_name").replace("%lt;", "<")
+
+
 def _job(element: ET.Element) -> SgeJob:
     requests = {req.get("name"): (req.text or "").strip() for req in element.findall("hard_request")}
     cores = requests.get("static_cores")
@@ -73,7 +79,7 @@ def _job(element: ET.Element) -> SgeJob:
                          if p.text and p.text.isdigit())
     return SgeJob(
         job_id=int(_text(element, "JB_job_number")),
-        name=_text(element, "JB_name"),
+        name=_job_name(element),
         owner=_text(element, "JB_owner"),
         state=_text(element, "state"),
         requested_cores=int(float(cores)) if cores else None,

@@ -38,6 +38,10 @@ def spark_home() -> Path:
     return Path(pyspark.__file__).parent
 
 
+WEB_PREFIX = "/spark"
+REVERSE_PROXY_OPTS = ("-Dspark.ui.reverseProxy=true", f"-Dspark.ui.reverseProxyUrl={WEB_PREFIX}")
+
+
 def master_argv(host: str, port: int, webui_port: int) -> list[str]:
     return [str(spark_home() / "bin" / "spark-class"), "org.apache.spark.deploy.master.Master",
             "--host", host, "--port", str(port), "--webui-port", str(webui_port)]
@@ -55,6 +59,9 @@ def master_env(state_dir: Path) -> dict[str, str]:
             "-Dspark.master.rest.enabled=false",
             # A finished slot worker is forgotten quickly instead of lingering as DEAD for 15 min.
             "-Dspark.dead.worker.persistence=1", "-Dspark.worker.timeout=30",
+            # Web access (issue 19) serves this UI under /spark/ behind its login: Spark writes its
+            # links under that prefix and proxies workers' and applications' UIs itself.
+            *REVERSE_PROXY_OPTS,
         ]),
     })
     return env

@@ -134,3 +134,13 @@ def test_task_ranges() -> None:
 def test_bad_xml_is_an_sge_error() -> None:
     with pytest.raises(SgeError, match="could not parse qstat XML"):
         parse_qstat_jobs("<job_info><unterminated>")
+
+
+def test_a_job_name_with_markup_reads_as_submitted() -> None:
+    # what qstat -u '*' -xml -r printed for `qsub -h -N '<b>alert(1)<b>'` (Grid Engine 8.1.9)
+    xml = ("<?xml version='1.0'?><job_info><queue_info></queue_info><job_info>"
+           "<job_list state=\"pending\"><JB_job_number>284</JB_job_number>"
+           "<JB_name>%lt;b&gt;alert(1)%lt;b&gt;</JB_name><JB_owner>root</JB_owner><state>hqw</state>"
+           "</job_list></job_info></job_info>")
+    (job,) = parse_qstat_jobs(xml)
+    assert job.name == "<b>alert(1)<b>" and job.held

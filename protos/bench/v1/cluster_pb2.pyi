@@ -19,6 +19,42 @@ ROLE_VIEWER: Role
 ROLE_CONTRIBUTOR: Role
 ROLE_ADMINISTRATOR: Role
 
+class GetWebAccessRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SetWebAccessRequest(_message.Message):
+    __slots__ = ("enabled",)
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    def __init__(self, enabled: _Optional[bool] = ...) -> None: ...
+
+class WebAccessStatus(_message.Message):
+    __slots__ = ("enabled", "base_url", "listening", "sessions", "message")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    BASE_URL_FIELD_NUMBER: _ClassVar[int]
+    LISTENING_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    base_url: str
+    listening: _containers.RepeatedScalarFieldContainer[str]
+    sessions: int
+    message: str
+    def __init__(self, enabled: _Optional[bool] = ..., base_url: _Optional[str] = ..., listening: _Optional[_Iterable[str]] = ..., sessions: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class WebAccessLoginLinkRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WebAccessLoginLinkResponse(_message.Message):
+    __slots__ = ("url", "expires_at_unix")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    expires_at_unix: float
+    def __init__(self, url: _Optional[str] = ..., expires_at_unix: _Optional[float] = ...) -> None: ...
+
 class User(_message.Message):
     __slots__ = ("name", "role", "created_at_unix", "created_by")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -134,7 +170,7 @@ class ScalerDecision(_message.Message):
     def __init__(self, decision_id: _Optional[int] = ..., at_unix: _Optional[float] = ..., action: _Optional[str] = ..., count: _Optional[int] = ..., member_ids: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ClusterStatus(_message.Message):
-    __slots__ = ("cluster_id", "state", "policy", "members_by_state", "total_cores", "total_memory_bytes", "usable_cores", "running_jobs", "last_decision", "scaler_brake", "manager_version", "pending_tasks", "operation_in_flight", "spark")
+    __slots__ = ("cluster_id", "state", "policy", "members_by_state", "total_cores", "total_memory_bytes", "usable_cores", "running_jobs", "last_decision", "scaler_brake", "manager_version", "pending_tasks", "operation_in_flight", "spark", "web_access_url")
     class MembersByStateEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +192,7 @@ class ClusterStatus(_message.Message):
     PENDING_TASKS_FIELD_NUMBER: _ClassVar[int]
     OPERATION_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     SPARK_FIELD_NUMBER: _ClassVar[int]
+    WEB_ACCESS_URL_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     state: str
     policy: ScalingPolicy
@@ -170,7 +207,8 @@ class ClusterStatus(_message.Message):
     pending_tasks: int
     operation_in_flight: str
     spark: SparkStatus
-    def __init__(self, cluster_id: _Optional[str] = ..., state: _Optional[str] = ..., policy: _Optional[_Union[ScalingPolicy, _Mapping]] = ..., members_by_state: _Optional[_Mapping[str, int]] = ..., total_cores: _Optional[int] = ..., total_memory_bytes: _Optional[int] = ..., usable_cores: _Optional[int] = ..., running_jobs: _Optional[int] = ..., last_decision: _Optional[_Union[ScalerDecision, _Mapping]] = ..., scaler_brake: _Optional[str] = ..., manager_version: _Optional[str] = ..., pending_tasks: _Optional[int] = ..., operation_in_flight: _Optional[str] = ..., spark: _Optional[_Union[SparkStatus, _Mapping]] = ...) -> None: ...
+    web_access_url: str
+    def __init__(self, cluster_id: _Optional[str] = ..., state: _Optional[str] = ..., policy: _Optional[_Union[ScalingPolicy, _Mapping]] = ..., members_by_state: _Optional[_Mapping[str, int]] = ..., total_cores: _Optional[int] = ..., total_memory_bytes: _Optional[int] = ..., usable_cores: _Optional[int] = ..., running_jobs: _Optional[int] = ..., last_decision: _Optional[_Union[ScalerDecision, _Mapping]] = ..., scaler_brake: _Optional[str] = ..., manager_version: _Optional[str] = ..., pending_tasks: _Optional[int] = ..., operation_in_flight: _Optional[str] = ..., spark: _Optional[_Union[SparkStatus, _Mapping]] = ..., web_access_url: _Optional[str] = ...) -> None: ...
 
 class SparkApp(_message.Message):
     __slots__ = ("app_id", "name", "user", "state", "cores_granted", "wants")

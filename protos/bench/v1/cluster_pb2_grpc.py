@@ -144,6 +144,21 @@ class ClusterServiceStub:
                 request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.QueryActivityRequest.SerializeToString,
                 response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.QueryActivityResponse.FromString,
                 _registered_method=True)
+        self.GetWebAccess = channel.unary_unary(
+                '/bench.v1.ClusterService/GetWebAccess',
+                request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.GetWebAccessRequest.SerializeToString,
+                response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WebAccessStatus.FromString,
+                _registered_method=True)
+        self.SetWebAccess = channel.unary_unary(
+                '/bench.v1.ClusterService/SetWebAccess',
+                request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.SetWebAccessRequest.SerializeToString,
+                response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WebAccessStatus.FromString,
+                _registered_method=True)
+        self.WebAccessLoginLink = channel.unary_unary(
+                '/bench.v1.ClusterService/WebAccessLoginLink',
+                request_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WebAccessLoginLinkRequest.SerializeToString,
+                response_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WebAccessLoginLinkResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -287,6 +302,26 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWebAccess(self, request, context):
+        """--- Web access (issue 19) -------------------------------------------------------------------
+        Get/Set need administrator; a login link any user (viewer up): the web session gets their role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetWebAccess(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WebAccessLoginLink(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -399,6 +434,21 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.QueryActivity,
                     request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.QueryActivityRequest.FromString,
                     response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.QueryActivityResponse.SerializeToString,
+            ),
+            'GetWebAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebAccess,
+                    request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.GetWebAccessRequest.FromString,
+                    response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WebAccessStatus.SerializeToString,
+            ),
+            'SetWebAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWebAccess,
+                    request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.SetWebAccessRequest.FromString,
+                    response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WebAccessStatus.SerializeToString,
+            ),
+            'WebAccessLoginLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.WebAccessLoginLink,
+                    request_deserializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WebAccessLoginLinkRequest.FromString,
+                    response_serializer=protos_dot_bench_dot_v1_dot_cluster__pb2.WebAccessLoginLinkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -995,6 +1045,87 @@ class ClusterService:
             '/bench.v1.ClusterService/QueryActivity',
             protos_dot_bench_dot_v1_dot_cluster__pb2.QueryActivityRequest.SerializeToString,
             protos_dot_bench_dot_v1_dot_cluster__pb2.QueryActivityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bench.v1.ClusterService/GetWebAccess',
+            protos_dot_bench_dot_v1_dot_cluster__pb2.GetWebAccessRequest.SerializeToString,
+            protos_dot_bench_dot_v1_dot_cluster__pb2.WebAccessStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWebAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bench.v1.ClusterService/SetWebAccess',
+            protos_dot_bench_dot_v1_dot_cluster__pb2.SetWebAccessRequest.SerializeToString,
+            protos_dot_bench_dot_v1_dot_cluster__pb2.WebAccessStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WebAccessLoginLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bench.v1.ClusterService/WebAccessLoginLink',
+            protos_dot_bench_dot_v1_dot_cluster__pb2.WebAccessLoginLinkRequest.SerializeToString,
+            protos_dot_bench_dot_v1_dot_cluster__pb2.WebAccessLoginLinkResponse.FromString,
             options,
             channel_credentials,
             insecure,
