@@ -153,9 +153,19 @@ def test_refusals_are_in_the_activity_log_with_node_and_destination(cluster: Loc
     wait_until(lambda: {f"{DENIED_IP}:8080", f"{DENIED_IP}:443"} <= {e["destination"] for e in refusals()}, 15,
                "both refusals in the activity log")
     by_destination = {e["destination"]: e for e in refusals()}
+    # the local user behind a direct connection (the guard reads it while holding the connection)
     assert by_destination[f"{DENIED_IP}:8080"]["user"] == "nobody"
     assert by_destination[f"{DENIED_IP}:443"]["name"] == "denied.test"
     assert "allowlist" in str(by_destination[f"{DENIED_IP}:443"]["reason"])
+
+
+def test_the_machine_hosting_the_local_cluster_is_not_filtered(cluster: LocalCluster) -> None:
+    """The manager node's agent runs in this machine's own network namespace with egress enforcement
+    off: the egress table exists in every member and never here."""
+    assert subprocess.run(["nft", "list", "table", "inet", "bench_egress"], capture_output=True,
+                          timeout=30).returncode != 0
+    for member in hostnames(cluster):
+        assert cluster.exec(member, "nft", "list", "table", "inet", "bench_egress").returncode == 0
 
 
 def test_without_upload_rights_project_data_is_read_only_on_every_node(cluster: LocalCluster) -> None:
@@ -170,7 +180,8 @@ def test_without_upload_rights_project_data_is_read_only_on_every_node(cluster: 
     assert refused_here.value.errno == errno.EROFS
     refused = cluster.ctl("data", "create-mount", "--mount-path", "/data/mounts/rw", "--source", str(PROJECT),
                           "--mode", "read-write", check=False)
-    assert refused.returncode == 1 and "no upload rights" in refused.stderr
+    # PERMISSION_DENIED: workspace-ctl's exit status 5 (ctl/main.py EXIT_PERMISSION_DENIED)
+    assert refused.returncode == 5 and "no upload rights" in refused.stderr, refused
 
 
 def test_activity_query_returns_the_actions_just_taken(cluster: LocalCluster) -> None:
