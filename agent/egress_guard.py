@@ -133,7 +133,7 @@ class Guard:
                     port, packed = struct.unpack_from("!2xH4s", raw)
                     destination = f"{socket.inet_ntoa(packed)}:{port}"
                 except OSError:
-                    destination = "unknown"
+                    continue  # not redirected here by nftables (the agent checking the guard listens)
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.record(Refusal(client, destination, "", "only HTTP (80) and HTTPS (443) to allowed "
                                     "hosts leave a restricted workspace"), user)

@@ -36,7 +36,16 @@ from agent import hostns
 from common import project_rights
 from common.allowlist import Allowlist, InvalidEntry
 from common.daemon import wait_for_stop
-from common.egress_config import SQUID_USER, TABLE, EgressPaths, nft_ruleset, squid_config
+from common.egress_config import (
+    GUARD_PORT,
+    HTTP_INTERCEPT_PORT,
+    HTTPS_INTERCEPT_PORT,
+    SQUID_USER,
+    TABLE,
+    EgressPaths,
+    nft_ruleset,
+    squid_config,
+)
 from common.logging import get_logger
 from protos.bench.v1 import agent_pb2
 
@@ -47,6 +56,7 @@ SQUID = "/usr/sbin/squid"
 TIMEOUT_S = 60
 STOP_GRACE_S = 5.0
 RESTART_MAX_S = 30.0
+LISTEN_TIMEOUT_S = 30.0
 
 
 class RestrictionError(Exception):
@@ -216,6 +226,29 @@ class RestrictionEnforcer:
         for daemon in self._daemons:
             _stop_stale(daemon.pid_file, paths.state_dir)
             daemon.start()
+        # Applied = enforced: the node reports READY only after this, so nothing may be redirected to a
+        # port nobody listens on yet (a refused connection instead of the documented reset).
+        self._wait_listening([HTTP_INTERCEPT_PORT, HTTPS_INTERCEPT_PORT, GUARD_PORT])
+
+    def _wait_listening(self, ports: list[int]) -> None:
+        deadline = time.monotonic() + LISTEN_TIMEOUT_S
+        waiting = list(ports)
+        while waiting:
+            for port in list(waiting):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    waiting.remove(port)
+                except OSError:
+                    pass
+            if not waiting:
+                return
+            exited = [d.name for d in self._daemons if d.proc is not None and d.proc.poll() is not None]
+            if exited or time.monotonic() > deadline:
+                self._stop_daemons()
+                raise RestrictionError(f"egress daemons not serving (exited: {', '.join(exited) or 'none'}; "
+                                       f"ports not listening: {waiting}); see {self._log_dir}/squid.log and "
+                                       "egress-guard.log")
+            time.sleep(0.1)
 
     def _lift_egress(self) -> None:
         self._stop_daemons()
