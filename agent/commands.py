@@ -15,6 +15,7 @@ from pathlib import Path
 from agent import scratch
 from agent.mounts import MountError, MountManager, MountReportData, MountSpecData
 from agent.mountsys import detach
+from agent.restrictions import RestrictionEnforcer, RestrictionError, from_pb
 from common.logging import get_logger
 from common.mountmodes import MODE_NAMES, MODE_VALUES
 from protos.bench.v1 import agent_pb2, types_pb2
@@ -36,8 +37,9 @@ def report_to_pb(r: MountReportData) -> types_pb2.MountReport:
 
 class CommandHandler:
     def __init__(self, mounts: MountManager, state_dir: Path, scratch_dir: Path,
-                 request_shutdown: Callable[[], None]) -> None:
+                 request_shutdown: Callable[[], None], restrictions: RestrictionEnforcer | None = None) -> None:
         self._mounts = mounts
+        self._restrictions = restrictions
         self._scratch_dir = scratch_dir
         self._draining_flag = state_dir / "draining"
         self._request_shutdown = request_shutdown
@@ -78,6 +80,14 @@ class CommandHandler:
         if kind == "shutdown":
             self._request_shutdown()
             return agent_pb2.CommandResult(command_id=cid, ok=True, message="agent stopping")
+        if kind == "apply_restrictions":
+            if self._restrictions is None:
+                return _failure(cid, "UNIMPLEMENTED", "this agent does not enforce workspace restrictions")
+            try:
+                done = await self._restrictions.apply(from_pb(command.apply_restrictions.restrictions))
+            except RestrictionError as exc:
+                return _failure(cid, "FAILED_PRECONDITION", str(exc))
+            return agent_pb2.CommandResult(command_id=cid, ok=True, message=done)
         async with self._lock:
             if kind == "create_mount":
                 if self.draining:

@@ -45,6 +45,10 @@ class AgentConfig:
     orphan_timeout_s: float = 600.0
     orphan_job_grace_s: float = 3600.0
     node_shutdown: str = "none"  # none | init (local member) | poweroff (EC2); see agent/node_shutdown.py
+    # Restricted workspaces: filter this node's outbound traffic when the workspace has an allowlist
+    # (agent/restrictions.py). Off only where the agent shares a network namespace it must not own:
+    # bench-cluster's manager node, which is the developer's machine itself.
+    enforce_egress: bool = True
 
     def __post_init__(self) -> None:
         problems = []
@@ -107,6 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--fastmount-engine", choices=ENGINE_CHOICES,
       help="engine of read-only mounts: native (C, kernel passthrough) for local sources, python (pyfuse3, "
            "parallel read-ahead) for remote ones; auto picks by the source's filesystem")
+    a("--no-egress-enforcement", dest="enforce_egress", action="store_const", const=False,
+      help="never filter this node's outbound traffic, even in a restricted workspace (upload rights still "
+           "apply); for a node that shares its network namespace with a host that must stay unfiltered")
 
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:

@@ -1,15 +1,16 @@
 """The egress guard of a restricted node: every refused outbound connection, reset and recorded.
 
-Runs inside the node's network namespace next to squid (started by the member's init on the local
-cluster). Two jobs, each turning a refusal into one activity-log entry (user, node, destination,
-reason):
+Runs in the node's network namespace next to squid, started and supervised by the node's agent
+(agent/restrictions.py). Two jobs, each turning a refusal into one entry (user, node, destination,
+reason) in the agent's refusal spool, which the agent forwards to the manager's activity log
+(agent/refusals.py):
 - nftables sends outbound TCP for ports other than 80/443 here; the guard reads the destination the
   connection was meant for (SO_ORIGINAL_DST), records it and closes with SO_LINGER 0, so the client
   sees "connection reset by peer";
 - it follows squid's access log for the requests and TLS connections squid refused (destination not
   in the allowlist, or a name that does not resolve to the address connected to).
 
-Usage: python -m agent.egress_guard --node NAME --activity-log PATH --squid-log PATH [--port N]
+Usage: python -m agent.egress_guard --node NAME --spool PATH --squid-log PATH [--port N]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from common import activity_file
 from common.egress_config import GUARD_PORT
 
 SO_ORIGINAL_DST = 80
+UNKNOWN = "unknown"
 POLL_S = 0.5
 ACTION = "connection refused"
 
@@ -43,14 +45,16 @@ class Refusal:
     destination: str  # ip:port it was meant for
     name: str  # the Host / SNI it named, if any
     reason: str
+    user: str = ""  # the local user, if squid's log line names one (a 9th field)
 
 
 def parse_squid_line(line: str) -> Refusal | None:
     """A refusal from one line of squid's `bench` log format (common.egress_config.LOG_FORMAT), or None."""
     parts = line.split()
-    if len(parts) != 8:
+    if len(parts) not in (8, 9):
         return None
-    _, client, result, method, url, sni, _, destination = parts
+    _, client, result, method, url, sni, _, destination = parts[:8]
+    user = parts[8] if len(parts) == 9 and parts[8] != "-" else ""
     code, _, status = result.partition("/")
     if code == "TCP_DENIED":
         reason = "not in the workspace's allowlist"
@@ -59,7 +63,7 @@ def parse_squid_line(line: str) -> Refusal | None:
     else:
         return None
     name = sni if sni != "-" else _host_of(url, method)
-    return Refusal(client, destination, name, reason)
+    return Refusal(client, destination, name, reason, user)
 
 
 def _host_of(url: str, method: str) -> str:
@@ -86,7 +90,7 @@ def user_of(client: str, proc_net_tcp: str = "/proc/net/tcp") -> str:
                     return _login(int(fields[7]))
     except (OSError, ValueError, StopIteration):
         pass
-    return "unknown"
+    return UNKNOWN
 
 
 def _login(uid: int) -> str:
@@ -129,7 +133,7 @@ class Guard:
                     port, packed = struct.unpack_from("!2xH4s", raw)
                     destination = f"{socket.inet_ntoa(packed)}:{port}"
                 except OSError:
-                    destination = "unknown"
+                    continue  # not redirected here by nftables (the agent checking the guard listens)
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.record(Refusal(client, destination, "", "only HTTP (80) and HTTPS (443) to allowed "
                                     "hosts leave a restricted workspace"), user)
@@ -153,7 +157,7 @@ class Guard:
             for line in lines:
                 refusal = parse_squid_line(line)
                 if refusal is not None:
-                    self.record(refusal, user_of(refusal.client))
+                    self.record(refusal, refusal.user or user_of(refusal.client))
             self.stopping.wait(POLL_S)
 
 
@@ -161,11 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="egress-guard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--node", required=True)
-    parser.add_argument("--activity-log", type=Path, required=True)
+    parser.add_argument("--spool", type=Path, required=True, help="refusals, one JSON object a line")
     parser.add_argument("--squid-log", type=Path, required=True)
     parser.add_argument("--port", type=int, default=GUARD_PORT)
     args = parser.parse_args(argv)
-    guard = Guard(args.node, args.activity_log, args.squid_log, args.port)
+    guard = Guard(args.node, args.spool, args.squid_log, args.port)
     listener = socket.create_server(("127.0.0.1", args.port), reuse_port=False)
 
     def on_term(signum: int, frame: FrameType | None) -> None:

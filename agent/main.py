@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from urllib.parse import urlsplit
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -12,6 +13,8 @@ from agent import scratch
 from agent.commands import CommandHandler
 from agent.config import AgentConfig, add_arguments, config_from_args
 from agent.mounts import MountManager
+from agent.refusals import RefusalSpool
+from agent.restrictions import RestrictionEnforcer
 from agent.session import VERSION, ManagerSession
 from common import sdnotify
 from common.daemon import cancel_and_wait, install_stop_signals, run_daemon, watchdog_loop
@@ -38,7 +41,11 @@ async def run(config: AgentConfig) -> int:
     mounts = MountManager(config.state_dir / "mounts", data_root=config.data_root,
                           engine=config.fastmount_engine)
     await mounts.start()  # restores the mounts this node had before a restart
-    handler = CommandHandler(mounts, config.state_dir, config.scratch_dir, stop.set)
+    exempt = (f"{urlsplit(config.spot_metadata_url).hostname}/32",) if config.spot_metadata_url else ()
+    spool = RefusalSpool(config.state_dir / "refusals.jsonl")
+    restrictions = RestrictionEnforcer(config.data_root, config.state_dir, spool.path,
+                                       enforce_egress=config.enforce_egress, extra_exempt=exempt)
+    handler = CommandHandler(mounts, config.state_dir, config.scratch_dir, stop.set, restrictions)
 
     # Local health endpoint (unix socket in the state dir): SERVING while connected to the manager.
     health_servicer = health.aio.HealthServicer()
@@ -54,8 +61,9 @@ async def run(config: AgentConfig) -> int:
         asyncio.get_running_loop().create_task(health_servicer.set("", status))
         sdnotify.notify(f"STATUS={'connected to' if connected else 'reconnecting to'} {config.manager}")
 
-    session = ManagerSession(config, tls, mounts, handler, on_connected)
+    session = ManagerSession(config, tls, mounts, handler, restrictions, spool, on_connected)
     tasks = [asyncio.create_task(session.run(stop), name="session"),
+             asyncio.create_task(restrictions.supervise(stop), name="restrictions"),
              asyncio.create_task(watchdog_loop(stop), name="watchdog")]
     if config.role == "member":  # the manager node's own agent cannot be orphaned
         from agent.node_shutdown import for_setting
@@ -75,6 +83,7 @@ async def run(config: AgentConfig) -> int:
     log.info("stopping")
     await cancel_and_wait(tasks)
     await mounts.close()
+    await restrictions.close()
     await server.stop(grace=1)
     return 0
 

@@ -21,6 +21,8 @@ from agent import capacity
 from agent.commands import CommandHandler, report_to_pb
 from agent.config import AgentConfig
 from agent.mounts import MountManager
+from agent.refusals import RefusalSpool
+from agent.restrictions import RestrictionEnforcer, RestrictionError, from_pb
 from common.auth import CredentialError, bearer, read_token_file
 from common.daemon import wait_for_stop
 from common.logging import get_logger
@@ -30,6 +32,7 @@ from protos.bench.v1 import agent_pb2, agent_pb2_grpc
 log = get_logger("agent-session")
 
 VERSION = "0.1.0"
+REFUSALS_POLL_S = 0.5
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
@@ -44,12 +47,15 @@ OPERATOR_ERRORS = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_D
 
 class ManagerSession:
     def __init__(self, config: AgentConfig, tls: grpc.ChannelCredentials, mounts: MountManager,
-                 handler: CommandHandler, on_connected: Callable[[bool], None] = lambda _: None) -> None:
+                 handler: CommandHandler, restrictions: RestrictionEnforcer, refusals: RefusalSpool,
+                 on_connected: Callable[[bool], None] = lambda _: None) -> None:
         self._config = config
         self._tls = tls
         self._metadata: tuple[tuple[str, str], ...] = ()
         self._mounts = mounts
         self._handler = handler
+        self._restrictions = restrictions
+        self._refusals = refusals
         self._on_connected = on_connected
         self.member_id = config.node_id
         self.connected = False
@@ -125,6 +131,13 @@ class ManagerSession:
         interval = registration.heartbeat_interval_ms / 1000 or self._config.heartbeat_interval_s
         interval = min(interval, self._config.heartbeat_interval_s)
         log.info("registered", member=self.member_id, cluster=registration.cluster_id, heartbeat_s=interval)
+        # Before the first heartbeat: the manager sees this node READY only once its workspace's
+        # restrictions hold here; if they cannot be applied the session is retried, never run without.
+        try:
+            await self._restrictions.apply(from_pb(registration.restrictions))
+        except RestrictionError as exc:
+            log.error("workspace restrictions cannot be applied; not joining until they can", error=str(exc))
+            raise OSError(f"workspace restrictions not applied: {exc}") from exc
         outbox: asyncio.Queue[agent_pb2.AgentEvent] = asyncio.Queue()
         call = stub.Connect(metadata=self._metadata)
         await call.write(agent_pb2.AgentEvent(hello=agent_pb2.Hello(member_id=self.member_id)))
@@ -145,6 +158,12 @@ class ManagerSession:
             while True:
                 outbox.put_nowait(agent_pb2.AgentEvent(spot_notice=await self.spot_notices.get()))
 
+        async def forward_refusals() -> None:
+            while True:
+                for refused in await asyncio.to_thread(self._refusals.read_new):
+                    outbox.put_nowait(agent_pb2.AgentEvent(connection_refused=refused))
+                await asyncio.sleep(REFUSALS_POLL_S)
+
         async def run_command(command: agent_pb2.ManagerCommand) -> None:
             result = await self._handler.handle(command)
             outbox.put_nowait(agent_pb2.AgentEvent(result=result))
@@ -156,7 +175,7 @@ class ManagerSession:
                 task.add_done_callback(workers.discard)
 
         tasks = [asyncio.create_task(c) for c in (heartbeats(), writer(), reader(), forward_spot_notices(),
-                                                   stop.wait())]
+                                                   forward_refusals(), stop.wait())]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:

@@ -21,8 +21,7 @@ from rich.console import Console
 
 from benchcluster import daemons, sge_setup
 from benchcluster.state import ClusterPaths, host_processes
-from common import imdsguard
-from manager import project_rights
+from common import imdsguard, project_rights
 from manager.providers import local_processes, local_scratch, netns
 from manager.providers.local import remove_member_leftovers
 from manager.providers.local_config import NAME_PREFIX, LocalClusterConfig
@@ -153,7 +152,7 @@ def down(paths: ClusterPaths, console: Console, stop_qmaster: bool = True) -> Le
     for pid in daemons.supervisors_first(host_processes(paths)):
         local_processes.stop_process(pid, HOST_STOP_GRACE_S)
     console.print("[green]✓[/] manager and manager-node agent stopped")
-    if project_rights.release():
+    if project_rights.release(paths.host_agent_state / project_rights.MARKER_NAME):
         console.print("[green]✓[/] /data/project writable again (the workspace had no upload rights)")
     scope = find_scope(paths)  # after the manager stopped: it can no longer add members
 

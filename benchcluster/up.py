@@ -98,7 +98,6 @@ def manager_argv(paths: ClusterPaths, config: LocalClusterConfig, options: UpOpt
         argv.append("--economy")
     if options.spark:
         argv += spark_setup.manager_flags(config.manager_ip)
-    argv.append("--enforce-node-rights")  # the host is the workspace node: upload rights apply here too
     return argv
 
 
@@ -109,6 +108,9 @@ def host_agent_argv(paths: ClusterPaths, config: LocalClusterConfig, options: Up
         "--join-token-file", str(paths.root / "manager-agent.join-token"), "--node-id", "manager", "--role", "manager",
         "--state-dir", str(paths.host_agent_state), "--scratch-dir", str(paths.root / "manager-scratch"),
         "--data-root", config.data_root, "--log-format", "json",
+        # This agent runs in the machine's own network namespace: a restricted workspace's egress rules
+        # would firewall the developer's host. Upload rights still apply to the host's /data/project.
+        "--no-egress-enforcement",
     ]
 
 

@@ -69,7 +69,8 @@ class AgentService(agent_pb2_grpc.ManagerServiceServicer):
             member_id=member.member_id, cluster_id=self._manager.cluster_id,
             heartbeat_interval_ms=int(self._manager.config.heartbeat_interval_s * 1000),
             mounts=[mount_spec_to_pb(m.mount_path, m.source, m.mode) for m in mounts],
-            dynamic=member.is_member and self._manager.policy()["mode"] == "dynamic")
+            dynamic=member.is_member and self._manager.policy()["mode"] == "dynamic",
+            restrictions=self._manager.restrictions_pb())
 
     async def Connect(self, request_iterator: AsyncIterator[agent_pb2.AgentEvent],
                       context: aio.ServicerContext) -> AsyncIterator[agent_pb2.ManagerCommand]:
@@ -138,5 +139,9 @@ class AgentService(agent_pb2_grpc.ManagerServiceServicer):
                 if self._manager.identity.spot_deadline_ok(current_principal(), notice.deadline_unix,
                                                            self._manager.clock()):
                     self._manager.on_spot_notice(member_id, notice.action[:32], notice.deadline_unix)
+            elif kind == "connection_refused":
+                refused = event.connection_refused
+                self._manager.on_connection_refused(member_id, refused.user, refused.destination, refused.name,
+                                                    refused.reason)
             elif kind == "hello":
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "Hello may only be sent once per stream")

@@ -46,9 +46,9 @@ class ManagerConfig:
     provider: str = "none"  # none | local | ec2
     local_state_root: Path = Path("/var/lib/bench-cluster")
     sge: bool = True
-    # Restricted workspaces: this node is also the workspace node (local cluster), so upload rights
-    # apply to its own /data/project too (manager/project_rights.py).
-    enforce_node_rights: bool = False
+    # Restricted workspaces: addresses (comma-separated CIDRs, e.g. the VPC subnet) every restricted
+    # node may always reach besides the manager's own (manager/restrictions.py).
+    cluster_cidrs: str = ""
     sge_root: Path = Path("/var/lib/gridengine")
     sge_cell: str = "default"
     mode: str = "static"  # static | dynamic
@@ -253,8 +253,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--stabilise-timeout", dest="stabilise_timeout_s", type=float,
       help="seconds a scale operation gets to stabilise before it is closed as failed")
     a("--data-root", type=Path)
-    a("--enforce-node-rights", action="store_const", const=True,
-      help="this node is the workspace node: without upload rights its /data/project is read-only too")
+    a("--cluster-cidrs", help="comma-separated CIDRs of the cluster's own nodes (e.g. the VPC subnet): never "
+                             "filtered by a restricted workspace's egress rules")
     a("--advertise-address", help="HOST:PORT new members dial (default: the first --listen)")
     a("--command-timeout", dest="command_timeout_s", type=float)
     a("--log-format", choices=["json", "console", "auto"])

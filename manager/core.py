@@ -16,7 +16,7 @@ from typing import Any
 
 from common.daemon import wait_for_stop
 from common.logging import get_logger
-from manager import project_rights
+from manager import restrictions
 from manager.activity import ActivityLog
 from manager.config import ManagerConfig
 from manager.credentials import CredentialStore
@@ -33,7 +33,7 @@ from manager.sessions import SessionTable
 from manager.store import Store
 from manager.validation import check_heartbeat, check_registration
 from manager.workspace_settings import WorkspaceSettingsService
-from protos.bench.v1 import cluster_pb2
+from protos.bench.v1 import agent_pb2, cluster_pb2
 
 log = get_logger("manager")
 
@@ -62,8 +62,8 @@ class ClusterManager:
         self.state = store.get_meta("cluster_state") or "running"
         # Restricted workspaces: settings pending at a (re)start come in force now.
         self.workspace = WorkspaceSettingsService(store, clock)
+        self._cluster_addresses = restrictions.cluster_addresses(config)
         self._apply_workspace_settings("system", "manager start")
-        self._enforce_node_rights()
         self.mount_service = MountService(config, store, self.registry, self.sessions, clock,
                                           upload_allowed=lambda: self.workspace.in_force().upload)
         self.credentials = CredentialStore(store, clock)
@@ -78,18 +78,27 @@ class ClusterManager:
         self.credentials.revoke_member(member_id)
         self.sessions.close(member_id)
 
-    def _enforce_node_rights(self) -> None:
-        if self.config.enforce_node_rights:
-            try:
-                project_rights.apply(self.config.data_root, self.workspace.in_force().upload)
-            except OSError as exc:  # said loudly; members enforce their own regardless
-                log.error("cannot apply upload rights on this node", error=str(exc))
+    def _apply_workspace_settings(self, user: str, stimulus: str) -> bool:
+        if not self.workspace.apply_pending(user):
+            return False
+        s = self.workspace.in_force()
+        self.activity.record(user, "workspace settings applied", "ok", stimulus=stimulus,
+                             allowlist=list(s.allowlist), upload="on" if s.upload else "off")
+        return True
 
-    def _apply_workspace_settings(self, user: str, stimulus: str) -> None:
-        if self.workspace.apply_pending(user):
-            s = self.workspace.in_force()
-            self.activity.record(user, "workspace settings applied", "ok", stimulus=stimulus,
-                                 allowlist=list(s.allowlist), upload="on" if s.upload else "off")
+    def on_connection_refused(self, member_id: str, user: str, destination: str, name: str, reason: str) -> None:
+        """A node's egress rules reset a connection: recorded under the node the stream's credential names
+        (never a node name the agent supplies); the local user is as the node reports it."""
+        member = self.registry.get(member_id)
+        details = {"node": member.hostname if member is not None else member_id,
+                   "destination": destination[:64] or "unknown", "reason": reason[:200]}
+        if name:
+            details["name"] = name[:263]
+        self.activity.record(user[:64] or "unknown", "connection refused", "reset", **details)
+
+    def restrictions_pb(self) -> agent_pb2.WorkspaceRestrictions:
+        """What every node's agent enforces (manager/restrictions.py)."""
+        return restrictions.to_pb(self.workspace.in_force(), self._cluster_addresses)
 
     def _cluster_id(self) -> str:
         stored = self.store.get_meta("cluster_id")
@@ -251,8 +260,10 @@ class ClusterManager:
                                         drain={"step": "start", "deadline": deadline, "progress": "queued"})
 
     async def start_cluster(self, user: str) -> None:
-        self._apply_workspace_settings(user, "cluster start")
-        self._enforce_node_rights()
+        if self._apply_workspace_settings(user, "cluster start"):
+            # agents connected now (the manager node's own at least) apply them at once; the others at
+            # their next registration
+            await restrictions.push(self.sessions, self.restrictions_pb(), self.config.command_timeout_s)
         self.state = "running"
         self.store.set_meta("cluster_state", self.state)
 

@@ -376,8 +376,6 @@ class Reconciler:
                         memory_bytes=config.member_memory_bytes, scratch_bytes=config.scratch_bytes,
                         manager_address=config.advertise_address or config.listen[0],
                         join_tokens=tokens, ca_cert_pem=self._ca_pem(), spot=config.economy,
-                        allowlist=self.manager.workspace.in_force().allowlist,
-                        upload=self.manager.workspace.in_force().upload,
                         orphan_timeout_s=config.member_orphan_timeout_s)
         try:
             nodes = await self.provider.create(count, spec)

@@ -35,10 +35,6 @@ class NodeSpec:
     ca_cert_pem: str = ""  # the cluster CA the member's agent pins (public)
     spot: bool = False  # economy mode
     labels: dict[str, str] = field(default_factory=dict)
-    # Restricted workspace settings in force when the node is launched (manager/workspace_settings.py):
-    # an allowlist filters the node's outbound traffic; upload=False makes /data/project read-only.
-    allowlist: tuple[str, ...] = ()
-    upload: bool = True
     # A member of a dynamic cluster whose manager stays unreachable this long ends itself (agent/orphan.py).
     orphan_timeout_s: float = 600.0
 

@@ -255,10 +255,6 @@ class LocalProvider:
             "private_mounts_dir": str(member_dir / "mounts"), "data_root": config.data_root,
             "log_dir": str(member_dir), "sge_root": config.sge_root, "sge_cell": config.sge_cell,
             "execd": "/usr/lib/gridengine/sge_execd", "agent_command": self._agent_command(launch),
-            # restricted workspace (manager/providers/local_restrictions.py)
-            "workspace": {"allowlist": list(spec.allowlist), "upload": spec.upload,
-                          "cluster_addresses": config.cluster_addresses(), "python": sys.executable,
-                          "activity_log": f"{config.data_root}/logs/activity.log"},
         }
         (member_dir / "init.json").write_text(json.dumps(init_spec, indent=2) + "\n")
         (member_dir / MEMBER_FILE).write_text(json.dumps(asdict(record), indent=2) + "\n")

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from manager.providers import local_restrictions, supervision
+from manager.providers import supervision
 from manager.providers.supervision import Supervised
 
 STOP_GRACE_S = 10.0
@@ -91,9 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spec = json.loads(Path(args[0]).read_text())
     socket.sethostname(spec["hostname"])
-    # Before /scratch is mounted (what the provider waits for): a member is never seen started without
-    # its restrictions; if they cannot be applied the init fails and the member is not launched.
-    restricted = local_restrictions.apply(spec)
     prepare_filesystems(spec)
     log_dir = Path(spec["log_dir"])
     env = dict(os.environ)
@@ -102,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     children = [
         Supervised("sge_execd", [spec["execd"]], execd_env, log_dir / "execd.log", who="local-member"),
         Supervised("bench-agent", list(spec["agent_command"]), env, log_dir / "agent.log", who="local-member"),
-        *(Supervised(name, argv, env, log_dir / f"{name}.log", who="local-member") for name, argv in restricted),
     ]
     stopping = False
 

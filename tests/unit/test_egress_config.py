@@ -47,6 +47,12 @@ def test_guard_reads_refusals_from_squids_log() -> None:
     mismatch = parse_squid_line("1796174229 10.231.0.11:1 NONE_NONE/409 GET http://allowed.test/x - - "
                                 "10.231.0.201:80")
     assert mismatch is not None and "mismatch" in mismatch.reason and mismatch.name == "allowed.test"
+    named = parse_squid_line("1796174229 10.231.0.11:54236 TCP_DENIED/000 CONNECT denied.test:443 denied.test - "
+                             "10.231.0.201:443 nobody")
+    assert named is not None and named.user == "nobody" and named.destination == "10.231.0.201:443"
+    unnamed = parse_squid_line("1796174229 10.231.0.11:54236 TCP_DENIED/000 CONNECT denied.test:443 denied.test - "
+                               "10.231.0.201:443 -")
+    assert unnamed is not None and unnamed.user == ""
     for fine in ("1796174196 10.231.0.11:43356 TCP_MISS/200 GET http://allowed.test/x - 10.231.0.200 "
                  "10.231.0.200:80",
                  "1796174229 10.231.0.11:47744 NONE_NONE/000 CONNECT 10.231.0.200:443 allowed.test - "

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos.bench.v1 import types_pb2 as protos_dot_bench_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/bench/v1/agent.proto\x12\x08\x62\x65nch.v1\x1a\x1bprotos/bench/v1/types.proto\"\r\n\x0bJoinRequest\"5\n\x0cJoinResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\"\x84\x01\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\n\n\x02ip\x18\x03 \x01(\t\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12$\n\x08\x63\x61pacity\x18\x05 \x01(\x0b\x32\x12.bench.v1.Capacity\x12\x0c\n\x04role\x18\x06 \x01(\t\"\x8a\x01\n\x0cRegistration\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\x05\x12#\n\x06mounts\x18\x04 \x03(\x0b\x32\x13.bench.v1.MountSpec\x12\x0f\n\x07\x64ynamic\x18\x05 \x01(\x08\"\xad\x01\n\tHeartbeat\x12$\n\x08\x63\x61pacity\x18\x01 \x01(\x0b\x32\x12.bench.v1.Capacity\x12\x14\n\x0crunning_jobs\x18\x02 \x01(\x05\x12%\n\x06mounts\x18\x03 \x03(\x0b\x32\x15.bench.v1.MountReport\x12\x10\n\x08\x64raining\x18\x04 \x01(\x08\x12\x15\n\ragent_version\x18\x05 \x01(\t\x12\x14\n\x0csent_at_unix\x18\x06 \x01(\x01\"\x1a\n\x05Hello\x12\x11\n\tmember_id\x18\x01 \x01(\t\"z\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12$\n\x05mount\x18\x05 \x01(\x0b\x32\x15.bench.v1.MountReport\"3\n\nSpotNotice\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x15\n\rdeadline_unix\x18\x02 \x01(\x01\"\xb9\x01\n\nAgentEvent\x12 \n\x05hello\x18\x01 \x01(\x0b\x32\x0f.bench.v1.HelloH\x00\x12(\n\theartbeat\x18\x02 \x01(\x0b\x32\x13.bench.v1.HeartbeatH\x00\x12)\n\x06result\x18\x03 \x01(\x0b\x32\x17.bench.v1.CommandResultH\x00\x12+\n\x0bspot_notice\x18\x04 \x01(\x0b\x32\x14.bench.v1.SpotNoticeH\x00\x42\x07\n\x05\x65vent\"0\n\x0b\x43reateMount\x12!\n\x04spec\x18\x01 \x01(\x0b\x32\x13.bench.v1.MountSpec\"!\n\x0b\x44\x65leteMount\x12\x12\n\nmount_path\x18\x01 \x01(\t\"\x17\n\x05\x44rain\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\r\n\x0bWipeScratch\"\n\n\x08Shutdown\"1\n\nSyncMounts\x12#\n\x06mounts\x18\x01 \x03(\x0b\x32\x13.bench.v1.MountSpec\"\x06\n\x04Ping\"\xd3\x02\n\x0eManagerCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12-\n\x0c\x63reate_mount\x18\x02 \x01(\x0b\x32\x15.bench.v1.CreateMountH\x00\x12-\n\x0c\x64\x65lete_mount\x18\x03 \x01(\x0b\x32\x15.bench.v1.DeleteMountH\x00\x12 \n\x05\x64rain\x18\x04 \x01(\x0b\x32\x0f.bench.v1.DrainH\x00\x12-\n\x0cwipe_scratch\x18\x05 \x01(\x0b\x32\x15.bench.v1.WipeScratchH\x00\x12&\n\x08shutdown\x18\x06 \x01(\x0b\x32\x12.bench.v1.ShutdownH\x00\x12+\n\x0bsync_mounts\x18\x07 \x01(\x0b\x32\x14.bench.v1.SyncMountsH\x00\x12\x1e\n\x04ping\x18\x08 \x01(\x0b\x32\x0e.bench.v1.PingH\x00\x42\t\n\x07\x63ommand2\xbe\x01\n\x0eManagerService\x12\x35\n\x04Join\x12\x15.bench.v1.JoinRequest\x1a\x16.bench.v1.JoinResponse\x12\x36\n\x08Register\x12\x12.bench.v1.NodeInfo\x1a\x16.bench.v1.Registration\x12=\n\x07\x43onnect\x12\x14.bench.v1.AgentEvent\x1a\x18.bench.v1.ManagerCommand(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/bench/v1/agent.proto\x12\x08\x62\x65nch.v1\x1a\x1bprotos/bench/v1/types.proto\"\r\n\x0bJoinRequest\"5\n\x0cJoinResponse\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\"\x84\x01\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\n\n\x02ip\x18\x03 \x01(\t\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12$\n\x08\x63\x61pacity\x18\x05 \x01(\x0b\x32\x12.bench.v1.Capacity\x12\x0c\n\x04role\x18\x06 \x01(\t\"\xc1\x01\n\x0cRegistration\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x12\n\ncluster_id\x18\x02 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\x05\x12#\n\x06mounts\x18\x04 \x03(\x0b\x32\x13.bench.v1.MountSpec\x12\x0f\n\x07\x64ynamic\x18\x05 \x01(\x08\x12\x35\n\x0crestrictions\x18\x06 \x01(\x0b\x32\x1f.bench.v1.WorkspaceRestrictions\"U\n\x15WorkspaceRestrictions\x12\x11\n\tallowlist\x18\x01 \x03(\t\x12\x0e\n\x06upload\x18\x02 \x01(\x08\x12\x19\n\x11\x63luster_addresses\x18\x03 \x03(\t\"\xad\x01\n\tHeartbeat\x12$\n\x08\x63\x61pacity\x18\x01 \x01(\x0b\x32\x12.bench.v1.Capacity\x12\x14\n\x0crunning_jobs\x18\x02 \x01(\x05\x12%\n\x06mounts\x18\x03 \x03(\x0b\x32\x15.bench.v1.MountReport\x12\x10\n\x08\x64raining\x18\x04 \x01(\x08\x12\x15\n\ragent_version\x18\x05 \x01(\t\x12\x14\n\x0csent_at_unix\x18\x06 \x01(\x01\"\x1a\n\x05Hello\x12\x11\n\tmember_id\x18\x01 \x01(\t\"z\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12$\n\x05mount\x18\x05 \x01(\x0b\x32\x15.bench.v1.MountReport\"3\n\nSpotNotice\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x15\n\rdeadline_unix\x18\x02 \x01(\x01\"T\n\x11\x43onnectionRefused\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xf4\x01\n\nAgentEvent\x12 \n\x05hello\x18\x01 \x01(\x0b\x32\x0f.bench.v1.HelloH\x00\x12(\n\theartbeat\x18\x02 \x01(\x0b\x32\x13.bench.v1.HeartbeatH\x00\x12)\n\x06result\x18\x03 \x01(\x0b\x32\x17.bench.v1.CommandResultH\x00\x12+\n\x0bspot_notice\x18\x04 \x01(\x0b\x32\x14.bench.v1.SpotNoticeH\x00\x12\x39\n\x12\x63onnection_refused\x18\x05 \x01(\x0b\x32\x1b.bench.v1.ConnectionRefusedH\x00\x42\x07\n\x05\x65vent\"0\n\x0b\x43reateMount\x12!\n\x04spec\x18\x01 \x01(\x0b\x32\x13.bench.v1.MountSpec\"!\n\x0b\x44\x65leteMount\x12\x12\n\nmount_path\x18\x01 \x01(\t\"\x17\n\x05\x44rain\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\r\n\x0bWipeScratch\"\n\n\x08Shutdown\"1\n\nSyncMounts\x12#\n\x06mounts\x18\x01 \x03(\x0b\x32\x13.bench.v1.MountSpec\"J\n\x11\x41pplyRestrictions\x12\x35\n\x0crestrictions\x18\x01 \x01(\x0b\x32\x1f.bench.v1.WorkspaceRestrictions\"\x06\n\x04Ping\"\x8e\x03\n\x0eManagerCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12-\n\x0c\x63reate_mount\x18\x02 \x01(\x0b\x32\x15.bench.v1.CreateMountH\x00\x12-\n\x0c\x64\x65lete_mount\x18\x03 \x01(\x0b\x32\x15.bench.v1.DeleteMountH\x00\x12 \n\x05\x64rain\x18\x04 \x01(\x0b\x32\x0f.bench.v1.DrainH\x00\x12-\n\x0cwipe_scratch\x18\x05 \x01(\x0b\x32\x15.bench.v1.WipeScratchH\x00\x12&\n\x08shutdown\x18\x06 \x01(\x0b\x32\x12.bench.v1.ShutdownH\x00\x12+\n\x0bsync_mounts\x18\x07 \x01(\x0b\x32\x14.bench.v1.SyncMountsH\x00\x12\x1e\n\x04ping\x18\x08 \x01(\x0b\x32\x0e.bench.v1.PingH\x00\x12\x39\n\x12\x61pply_restrictions\x18\t \x01(\x0b\x32\x1b.bench.v1.ApplyRestrictionsH\x00\x42\t\n\x07\x63ommand2\xbe\x01\n\x0eManagerService\x12\x35\n\x04Join\x12\x15.bench.v1.JoinRequest\x1a\x16.bench.v1.JoinResponse\x12\x36\n\x08Register\x12\x12.bench.v1.NodeInfo\x1a\x16.bench.v1.Registration\x12=\n\x07\x43onnect\x12\x14.bench.v1.AgentEvent\x1a\x18.bench.v1.ManagerCommand(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,33 +39,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODEINFO']._serialized_start=141
   _globals['_NODEINFO']._serialized_end=273
   _globals['_REGISTRATION']._serialized_start=276
-  _globals['_REGISTRATION']._serialized_end=414
-  _globals['_HEARTBEAT']._serialized_start=417
-  _globals['_HEARTBEAT']._serialized_end=590
-  _globals['_HELLO']._serialized_start=592
-  _globals['_HELLO']._serialized_end=618
-  _globals['_COMMANDRESULT']._serialized_start=620
-  _globals['_COMMANDRESULT']._serialized_end=742
-  _globals['_SPOTNOTICE']._serialized_start=744
-  _globals['_SPOTNOTICE']._serialized_end=795
-  _globals['_AGENTEVENT']._serialized_start=798
-  _globals['_AGENTEVENT']._serialized_end=983
-  _globals['_CREATEMOUNT']._serialized_start=985
-  _globals['_CREATEMOUNT']._serialized_end=1033
-  _globals['_DELETEMOUNT']._serialized_start=1035
-  _globals['_DELETEMOUNT']._serialized_end=1068
-  _globals['_DRAIN']._serialized_start=1070
-  _globals['_DRAIN']._serialized_end=1093
-  _globals['_WIPESCRATCH']._serialized_start=1095
-  _globals['_WIPESCRATCH']._serialized_end=1108
-  _globals['_SHUTDOWN']._serialized_start=1110
-  _globals['_SHUTDOWN']._serialized_end=1120
-  _globals['_SYNCMOUNTS']._serialized_start=1122
-  _globals['_SYNCMOUNTS']._serialized_end=1171
-  _globals['_PING']._serialized_start=1173
-  _globals['_PING']._serialized_end=1179
-  _globals['_MANAGERCOMMAND']._serialized_start=1182
-  _globals['_MANAGERCOMMAND']._serialized_end=1521
-  _globals['_MANAGERSERVICE']._serialized_start=1524
-  _globals['_MANAGERSERVICE']._serialized_end=1714
+  _globals['_REGISTRATION']._serialized_end=469
+  _globals['_WORKSPACERESTRICTIONS']._serialized_start=471
+  _globals['_WORKSPACERESTRICTIONS']._serialized_end=556
+  _globals['_HEARTBEAT']._serialized_start=559
+  _globals['_HEARTBEAT']._serialized_end=732
+  _globals['_HELLO']._serialized_start=734
+  _globals['_HELLO']._serialized_end=760
+  _globals['_COMMANDRESULT']._serialized_start=762
+  _globals['_COMMANDRESULT']._serialized_end=884
+  _globals['_SPOTNOTICE']._serialized_start=886
+  _globals['_SPOTNOTICE']._serialized_end=937
+  _globals['_CONNECTIONREFUSED']._serialized_start=939
+  _globals['_CONNECTIONREFUSED']._serialized_end=1023
+  _globals['_AGENTEVENT']._serialized_start=1026
+  _globals['_AGENTEVENT']._serialized_end=1270
+  _globals['_CREATEMOUNT']._serialized_start=1272
+  _globals['_CREATEMOUNT']._serialized_end=1320
+  _globals['_DELETEMOUNT']._serialized_start=1322
+  _globals['_DELETEMOUNT']._serialized_end=1355
+  _globals['_DRAIN']._serialized_start=1357
+  _globals['_DRAIN']._serialized_end=1380
+  _globals['_WIPESCRATCH']._serialized_start=1382
+  _globals['_WIPESCRATCH']._serialized_end=1395
+  _globals['_SHUTDOWN']._serialized_start=1397
+  _globals['_SHUTDOWN']._serialized_end=1407
+  _globals['_SYNCMOUNTS']._serialized_start=1409
+  _globals['_SYNCMOUNTS']._serialized_end=1458
+  _globals['_APPLYRESTRICTIONS']._serialized_start=1460
+  _globals['_APPLYRESTRICTIONS']._serialized_end=1534
+  _globals['_PING']._serialized_start=1536
+  _globals['_PING']._serialized_end=1542
+  _globals['_MANAGERCOMMAND']._serialized_start=1545
+  _globals['_MANAGERCOMMAND']._serialized_end=1943
+  _globals['_MANAGERSERVICE']._serialized_start=1946
+  _globals['_MANAGERSERVICE']._serialized_end=2136
 # @@protoc_insertion_point(module_scope)

@@ -36,18 +36,30 @@ class NodeInfo(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., ip: _Optional[str] = ..., agent_version: _Optional[str] = ..., capacity: _Optional[_Union[_types_pb2.Capacity, _Mapping]] = ..., role: _Optional[str] = ...) -> None: ...
 
 class Registration(_message.Message):
-    __slots__ = ("member_id", "cluster_id", "heartbeat_interval_ms", "mounts", "dynamic")
+    __slots__ = ("member_id", "cluster_id", "heartbeat_interval_ms", "mounts", "dynamic", "restrictions")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     MOUNTS_FIELD_NUMBER: _ClassVar[int]
     DYNAMIC_FIELD_NUMBER: _ClassVar[int]
+    RESTRICTIONS_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     cluster_id: str
     heartbeat_interval_ms: int
     mounts: _containers.RepeatedCompositeFieldContainer[_types_pb2.MountSpec]
     dynamic: bool
-    def __init__(self, member_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[_types_pb2.MountSpec, _Mapping]]] = ..., dynamic: _Optional[bool] = ...) -> None: ...
+    restrictions: WorkspaceRestrictions
+    def __init__(self, member_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[_types_pb2.MountSpec, _Mapping]]] = ..., dynamic: _Optional[bool] = ..., restrictions: _Optional[_Union[WorkspaceRestrictions, _Mapping]] = ...) -> None: ...
+
+class WorkspaceRestrictions(_message.Message):
+    __slots__ = ("allowlist", "upload", "cluster_addresses")
+    ALLOWLIST_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    allowlist: _containers.RepeatedScalarFieldContainer[str]
+    upload: bool
+    cluster_addresses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, allowlist: _Optional[_Iterable[str]] = ..., upload: _Optional[bool] = ..., cluster_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("capacity", "running_jobs", "mounts", "draining", "agent_version", "sent_at_unix")
@@ -93,17 +105,31 @@ class SpotNotice(_message.Message):
     deadline_unix: float
     def __init__(self, action: _Optional[str] = ..., deadline_unix: _Optional[float] = ...) -> None: ...
 
+class ConnectionRefused(_message.Message):
+    __slots__ = ("user", "destination", "name", "reason")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    destination: str
+    name: str
+    reason: str
+    def __init__(self, user: _Optional[str] = ..., destination: _Optional[str] = ..., name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class AgentEvent(_message.Message):
-    __slots__ = ("hello", "heartbeat", "result", "spot_notice")
+    __slots__ = ("hello", "heartbeat", "result", "spot_notice", "connection_refused")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     SPOT_NOTICE_FIELD_NUMBER: _ClassVar[int]
+    CONNECTION_REFUSED_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
     result: CommandResult
     spot_notice: SpotNotice
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., result: _Optional[_Union[CommandResult, _Mapping]] = ..., spot_notice: _Optional[_Union[SpotNotice, _Mapping]] = ...) -> None: ...
+    connection_refused: ConnectionRefused
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., result: _Optional[_Union[CommandResult, _Mapping]] = ..., spot_notice: _Optional[_Union[SpotNotice, _Mapping]] = ..., connection_refused: _Optional[_Union[ConnectionRefused, _Mapping]] = ...) -> None: ...
 
 class CreateMount(_message.Message):
     __slots__ = ("spec",)
@@ -137,12 +163,18 @@ class SyncMounts(_message.Message):
     mounts: _containers.RepeatedCompositeFieldContainer[_types_pb2.MountSpec]
     def __init__(self, mounts: _Optional[_Iterable[_Union[_types_pb2.MountSpec, _Mapping]]] = ...) -> None: ...
 
+class ApplyRestrictions(_message.Message):
+    __slots__ = ("restrictions",)
+    RESTRICTIONS_FIELD_NUMBER: _ClassVar[int]
+    restrictions: WorkspaceRestrictions
+    def __init__(self, restrictions: _Optional[_Union[WorkspaceRestrictions, _Mapping]] = ...) -> None: ...
+
 class Ping(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ManagerCommand(_message.Message):
-    __slots__ = ("command_id", "create_mount", "delete_mount", "drain", "wipe_scratch", "shutdown", "sync_mounts", "ping")
+    __slots__ = ("command_id", "create_mount", "delete_mount", "drain", "wipe_scratch", "shutdown", "sync_mounts", "ping", "apply_restrictions")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     CREATE_MOUNT_FIELD_NUMBER: _ClassVar[int]
     DELETE_MOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +183,7 @@ class ManagerCommand(_message.Message):
     SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
     SYNC_MOUNTS_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
+    APPLY_RESTRICTIONS_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     create_mount: CreateMount
     delete_mount: DeleteMount
@@ -159,4 +192,5 @@ class ManagerCommand(_message.Message):
     shutdown: Shutdown
     sync_mounts: SyncMounts
     ping: Ping
-    def __init__(self, command_id: _Optional[str] = ..., create_mount: _Optional[_Union[CreateMount, _Mapping]] = ..., delete_mount: _Optional[_Union[DeleteMount, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., wipe_scratch: _Optional[_Union[WipeScratch, _Mapping]] = ..., shutdown: _Optional[_Union[Shutdown, _Mapping]] = ..., sync_mounts: _Optional[_Union[SyncMounts, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ...) -> None: ...
+    apply_restrictions: ApplyRestrictions
+    def __init__(self, command_id: _Optional[str] = ..., create_mount: _Optional[_Union[CreateMount, _Mapping]] = ..., delete_mount: _Optional[_Union[DeleteMount, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., wipe_scratch: _Optional[_Union[WipeScratch, _Mapping]] = ..., shutdown: _Optional[_Union[Shutdown, _Mapping]] = ..., sync_mounts: _Optional[_Union[SyncMounts, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., apply_restrictions: _Optional[_Union[ApplyRestrictions, _Mapping]] = ...) -> None: ...
