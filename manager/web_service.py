@@ -22,7 +22,9 @@ class WebAccessRpcs:
 
     async def _require_web(self, context: aio.ServicerContext) -> None:
         if self._m.web is None:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this manager was started without web access")
+            # the RPC exists; this manager's state does not allow it (a daemon started without its web app)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "this manager runs without its web app (embedded, not the bench-manager daemon)")
 
     async def GetWebAccess(self, request: cluster_pb2.GetWebAccessRequest,
                            context: aio.ServicerContext) -> cluster_pb2.WebAccessStatus:
