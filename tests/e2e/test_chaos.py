@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import require_sge
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# 3 minutes of faults, then up to 10 minutes for the last arrays to settle, then the teardown
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 def test_three_minutes_of_chaos_lose_nothing() -> None:
