@@ -98,7 +98,18 @@ class Soak:
         init = local_processes.member_init_pid(CLUSTER_ID, member_id)
         if init is None:
             return []
-        return [p for p in psutil.Process(init).children(recursive=True) if needle in " ".join(p.cmdline())]
+        found = []
+        try:
+            processes = psutil.Process(init).children(recursive=True)
+        except psutil.Error:  # the member ended meanwhile (a spot interruption, a scale-in)
+            return []
+        for process in processes:
+            try:  # a child may end (or be a zombie of a task just finished) while we look
+                if needle in " ".join(process.cmdline()):
+                    found.append(process)
+            except psutil.Error:
+                continue
+        return found
 
     # work ---------------------------------------------------------------------------------------
     def submit_loop(self) -> None:
