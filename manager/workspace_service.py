@@ -23,6 +23,9 @@ from protos.bench.v1 import cluster_pb2
 
 T = TypeVar("T")
 MAX_QUERY_LIMIT = 100_000
+# gRPC clients refuse answers over 4 MiB by default (RESOURCE_EXHAUSTED): a large --limit gets the newest
+# entries that fit; narrow the query (--since, --user, --action) for older ones.
+MAX_RESPONSE_BYTES = 3 << 20
 
 
 def settings_to_pb(s: WorkspaceSettings) -> cluster_pb2.WorkspaceSettings:
@@ -88,5 +91,18 @@ class WorkspaceRpcs:
         q = ActivityQuery(since_unix=request.since_unix, user=request.user, action=request.action.strip(),
                           limit=min(request.limit or 1000, MAX_QUERY_LIMIT))
         records = await asyncio.to_thread(self._m.activity.query, q)
-        return cluster_pb2.QueryActivityResponse(entries=[json.dumps(r, sort_keys=True) for r in records])
+        return cluster_pb2.QueryActivityResponse(entries=newest_within(
+            [json.dumps(r, sort_keys=True) for r in records], MAX_RESPONSE_BYTES))
 
+
+
+def newest_within(entries: list[str], budget_bytes: int) -> list[str]:
+    """The newest entries (the list is oldest first) whose encoded size fits the budget, oldest first."""
+    kept: list[str] = []
+    used = 0
+    for entry in reversed(entries):
+        used += len(entry.encode()) + 8  # protobuf framing per repeated string, generously
+        if used > budget_bytes:
+            break
+        kept.append(entry)
+    return kept[::-1]

@@ -52,3 +52,13 @@ def test_bad_input_changes_nothing(tmp_path: Path) -> None:
     assert service.pending().allowlist == ("github.com",)
     service.set_allowlist([], "ann")  # lifting the restriction is explicit
     assert not service.pending().restricted
+
+
+def test_a_large_activity_answer_keeps_the_newest_entries_that_fit() -> None:
+    from manager.workspace_service import newest_within
+
+    entries = [f'{{"n": {i}, "pad": "{"x" * 90}"}}' for i in range(1000)]
+    kept = newest_within(entries, 10_000)
+    assert kept == entries[-len(kept):] and 0 < len(kept) < 1000
+    assert sum(len(e) + 8 for e in kept) <= 10_000
+    assert newest_within(entries[:3], 10_000) == entries[:3]
