@@ -144,4 +144,5 @@ def add_workspace_group(groups: Any, command: Command) -> None:
     p.add_argument("--since", help="30s, 10m, 1h, 2d, or a UTC date (default: everything kept)")
     p.add_argument("--user", help="only this user's actions")
     p.add_argument("--action", help="only this action, or actions starting with these words (e.g. 'workspace')")
-    p.add_argument("--limit", type=int, default=1000, help="the newest N entries (default 1000)")
+    p.add_argument("--limit", type=int, default=1000,
+                   help="the newest N entries (default 1000; the manager answers at most 10,000 and 3 MiB)")

@@ -22,7 +22,7 @@ from manager.workspace_settings import WorkspaceSettings
 from protos.bench.v1 import cluster_pb2
 
 T = TypeVar("T")
-MAX_QUERY_LIMIT = 100_000
+MAX_QUERY_LIMIT = 10_000  # about what one 3 MiB answer carries
 # gRPC clients refuse answers over 4 MiB by default (RESOURCE_EXHAUSTED): a large --limit gets the newest
 # entries that fit; narrow the query (--since, --user, --action) for older ones.
 MAX_RESPONSE_BYTES = 3 << 20
