@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 from grpc import aio
@@ -222,3 +223,13 @@ class ControlPlane:
             agent.stop()
         if self.manager:
             self.manager.stop()
+
+
+def port_open(url: str) -> bool:
+    """Whether something accepts TCP connections at the URL's host and port (443 when it names none)."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or 443), timeout=2):
+            return True
+    except OSError:
+        return False

@@ -5,12 +5,10 @@ Spark master UI loads through /spark/, and `web-access disable` closes the port.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,7 +17,7 @@ from tests.browser import chromium, screenshot, wait_for
 from tests.e2e.cluster_helpers import qsub, sge
 from tests.e2e.localcluster import LocalCluster, job_script
 from tests.e2e.spark_helpers import finish_kernel, master_json, start_kernel
-from tests.harness import wait_until
+from tests.harness import port_open, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -56,15 +54,6 @@ def browser(cluster: LocalCluster, base_url: str) -> Iterator[Any]:
         driver.get(cluster.ctl_json("cluster", "web-access", "url")["url"])
         wait_for(driver, lambda d: "root" in d.find_element(By.ID, "whoami").text, 30, "the page after login")
         yield driver
-
-
-def port_open(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "", parts.port or 443), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def view(driver: Any, name: str) -> None:

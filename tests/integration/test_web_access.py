@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import ssl
 import tempfile
 import urllib.error
@@ -14,11 +13,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
-from tests.harness import ControlPlane, free_port, wait_until
+from tests.harness import ControlPlane, free_port, port_open, wait_until
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -78,15 +76,6 @@ def login(plane: ControlPlane, link: str) -> tuple[int, dict[str, str]]:
 
 def session_cookie(headers: dict[str, str]) -> str:
     return headers["Set-Cookie"].split(";")[0]
-
-
-def port_open(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "", parts.port or 443), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def enabled_url(plane: ControlPlane) -> str:

@@ -152,16 +152,21 @@ def test_a_static_member_keeps_retrying(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+async def fence(watcher: OrphanWatcher, world: World) -> None:
+    """Connected, then the manager gone for the whole timeout: the member fences itself."""
+    await watcher.step()
+    world.connected = False
+    await watcher.step()
+    world.now += TIMEOUT
+    await watcher.step()
+
+
 def test_the_manager_back_while_fenced_lifts_the_fence(tmp_path: Path) -> None:
     world, shutdown = World(tasks=1), RecordedShutdown()
     watcher, scratch_dir = make_watcher(tmp_path, world, shutdown)
 
     async def scenario() -> None:
-        await watcher.step()
-        world.connected = False
-        await watcher.step()
-        world.now += TIMEOUT
-        await watcher.step()
+        await fence(watcher, world)
         assert (scratch_dir / scratch.ORPHAN_FLAG).exists()
         world.connected = True
         assert await watcher.step() == I.UNFENCE
@@ -175,11 +180,7 @@ def test_an_agent_restarted_while_orphaned_resumes_instead_of_starting_over(tmp_
     watcher, _ = make_watcher(tmp_path, world, shutdown)
 
     async def scenario() -> None:
-        await watcher.step()
-        world.connected = False
-        await watcher.step()
-        world.now += TIMEOUT
-        await watcher.step()
+        await fence(watcher, world)
 
     asyncio.run(scenario())
     saved = Persisted.load(tmp_path / "state" / "orphan.json")
