@@ -67,11 +67,6 @@ def strays(paths: ClusterPaths, name: str) -> list[int]:
     return [pid for pid in pids_with_environ(lambda v: v == marker) if not is_supervisor(pid)]
 
 
-def supervisors_first(pids: list[int]) -> list[int]:
-    """Stopping order for `down`: a supervisor stopped after its daemon would start it again."""
-    return sorted(pids, key=lambda pid: (not is_supervisor(pid), pid))
-
-
 @dataclass
 class Repair:
     started: list[str] = field(default_factory=list)

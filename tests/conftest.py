@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,21 @@ def require_chromium() -> None:
     """Debian's chromium and chromium-driver (scripts/install-system-deps.sh) for the web tests."""
     require(Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists(),
             "Debian chromium and chromium-driver (make deps)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stop_the_qmaster_tests_left_running() -> Iterator[None]:
+    """End-to-end modules keep sge_qmaster between their clusters (`down --keep-qmaster`): stop it
+    when the session ends, unless it ran before the session or a local cluster still uses it."""
+    from benchcluster import sge_setup
+    from manager.providers import local_processes, netns
+
+    install = sge_setup.SgeInstall()
+    have_sge = (install.bin_dir / "sge_qmaster").exists()
+    ran_before = have_sge and sge_setup.qmaster_pid(install) is not None
+    yield
+    if not have_sge or ran_before or sge_setup.qmaster_pid(install) is None:
+        return
+    if netns.our_netns() or local_processes.marked_processes():
+        return
+    sge_setup.stop_qmaster(install)

@@ -77,13 +77,23 @@ def alive(pid: int) -> bool:
 
 def stop_process(pid: int, grace_s: float) -> None:
     """SIGTERM, wait up to `grace_s`, then SIGKILL and wait (bounded) for it to be gone."""
+    stop_processes([pid], grace_s)
+
+
+def stop_processes(pids: list[int], grace_s: float) -> None:
+    """`stop_process` for several at once: all are signalled first and waited for together, so
+    stopping N members takes one grace period, not N of them."""
+    remaining = list(pids)
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
+        for pid in list(remaining):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                remaining.remove(pid)
         deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if not alive(pid):
-                return
-            time.sleep(0.1)
+        while remaining and time.monotonic() < deadline:
+            remaining = [pid for pid in remaining if alive(pid)]
+            if remaining:
+                time.sleep(0.1)
+        if not remaining:
+            return

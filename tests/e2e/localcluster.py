@@ -29,12 +29,14 @@ class LocalCluster:
 
     def up(self) -> None:
         require_sge()
-        bench_cluster(self.state_root, "down")  # leftovers of an earlier crash
+        bench_cluster(self.state_root, "down", "--keep-qmaster")  # leftovers of an earlier crash
         result = bench_cluster(self.state_root, "up", *self.up_args, timeout_s=self.up_timeout_s)
         assert result.returncode == 0, f"bench-cluster up failed:\n{result.stdout}\n{result.stderr}"
 
     def down(self) -> None:
-        bench_cluster(self.state_root, "down")
+        # qmaster stays for the next module's cluster (stopping and starting it costs ~10 s each
+        # time); tests/conftest.py stops it when the session ends
+        bench_cluster(self.state_root, "down", "--keep-qmaster")
 
     def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([str(BIN / "workspace-ctl"), *args], capture_output=True, text=True, timeout=180,

@@ -30,7 +30,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     state = tmp_path_factory.mktemp("autoscaler-cluster")
     lc = LocalCluster(state, ["--mode", "dynamic", "--min", "2", "--max", str(MAX), "--cores", "3",
                               "--memory", "3G", "--scratch-size", "64M", "--allow-small-scratch",
-                              "--min-age", "10", "--idle", "8", "--interval", "2"])
+                              "--min-age", "10", "--idle", "8", "--interval", "2", "--no-spark"])
     try:
         lc.up()
         yield lc

@@ -35,7 +35,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         (SOURCE / "small" / f"f{i:04d}").write_bytes(os.urandom(4096))
     lc = LocalCluster(tmp_path_factory.mktemp("mounts-cluster"),
                       ["--members", "2", "--cores", "2", "--memory", "2G", "--scratch-size", "64M",
-                       "--allow-small-scratch"])
+                       "--allow-small-scratch", "--no-spark"])
     try:
         lc.up()
         yield lc

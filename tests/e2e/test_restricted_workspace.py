@@ -63,7 +63,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     PROJECT.mkdir(parents=True)
     (PROJECT / "readme.txt").write_text("project data\n")
     lc = LocalCluster(workdir / "state", ["--members", "0", "--cores", "2", "--memory", "2G", "--scratch-size", "64M",
-                                          "--allow-small-scratch"])
+                                          "--allow-small-scratch", "--no-spark"])
     servers: subprocess.Popen[bytes] | None = None
     try:
         lc.up()

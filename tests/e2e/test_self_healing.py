@@ -30,7 +30,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     JOBS.mkdir(parents=True, exist_ok=True)
     lc = LocalCluster(tmp_path_factory.mktemp("healing") / "state",
                       ["--members", "2", "--cores", "3", "--memory", "3G", "--scratch-size", "64M",
-                       "--allow-small-scratch", "--interval", "1"])
+                       "--allow-small-scratch", "--interval", "1", "--no-spark"])
     try:
         lc.up()
         yield lc

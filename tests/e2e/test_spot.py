@@ -27,7 +27,7 @@ def spot_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Loc
     lc = LocalCluster(tmp_path_factory.mktemp("spot-cluster"),
                       ["--members", "2", "--cores", "4", "--memory", "4G", "--scratch-size", "64M",
                        "--allow-small-scratch", "--interval", "1", "--economy",
-                       "--spot-metadata-url", f"http://{BRIDGE_IP}:{port}"])
+                       "--spot-metadata-url", f"http://{BRIDGE_IP}:{port}", "--no-spark"])
     try:
         lc.up()
         # The bridge exists now; the members' agents have been polling (and backing off) until here.
