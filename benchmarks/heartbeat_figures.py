@@ -92,6 +92,8 @@ class Figures:
     sessions_failed: int
     agents_gave_up: int
     errors: dict[str, int] = field(default_factory=dict)
+    # failed sessions per 10 s of the load window ("0-10": ...): a connect burst or a steady trickle
+    failures_by_10s: dict[str, int] = field(default_factory=dict)
     members_heartbeat_seen: int | None = None  # the fewest over the phases
     server_rss_mib: float = 0.0  # the largest over the phases
     load_processes: int = 1
@@ -112,6 +114,7 @@ class Figures:
         for p in phases:
             errors.update(p.stats.errors)
         seen = [p.members_seen for p in phases if p.members_seen is not None]
+        buckets = Counter(int(max(0.0, t) // 10) * 10 for p in phases for t in p.stats.failed_at_s)
         return cls(
             server=server, agents=agents, phases=len(phases), window_s=window, heartbeats_accepted=accepted,
             heartbeats_unconfirmed=sum(p.stats.heartbeats_unconfirmed for p in phases),
@@ -126,6 +129,7 @@ class Figures:
             sessions_ok=sum(p.stats.sessions_ok for p in phases),
             sessions_failed=sum(p.stats.sessions_failed for p in phases),
             agents_gave_up=sum(p.stats.agents_gave_up for p in phases), errors=dict(errors),
+            failures_by_10s={f"{b}-{b + 10}": n for b, n in sorted(buckets.items())},
             members_heartbeat_seen=min(seen) if seen else None,
             server_rss_mib=max((p.server_rss_bytes for p in phases), default=0) / 2**20,
             load_processes=max((p.load_processes for p in phases), default=1))
@@ -137,7 +141,8 @@ class Figures:
         if self.latency_samples == 0:
             found.append(f"{self.server}: no command round trip completed")
         if self.sessions_failed:
-            found.append(f"{self.server}: {self.sessions_failed} session(s) failed: {self.errors}")
+            found.append(f"{self.server}: {self.sessions_failed} session(s) failed: {self.errors}; "
+                         f"by time into the load (s): {self.failures_by_10s}")
         if self.agents_gave_up:
             found.append(f"{self.server}: {self.agents_gave_up} agent(s) gave up after repeated failures")
         if self.members_heartbeat_seen is not None and self.members_heartbeat_seen != self.agents:

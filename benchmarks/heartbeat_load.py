@@ -133,6 +133,9 @@ class LoadStats:
     errors: Counter[str] = field(default_factory=Counter)
     # How late this process's event loop woke up: latency figures include it, for both servers alike.
     loop_lag_s: list[float] = field(default_factory=list)
+    # When each failed session failed, in seconds after the load started (a burst at the start, or all along?)
+    failed_at_s: list[float] = field(default_factory=list)
+    started_unix: float = 0.0  # when this slice's load started: all slices start together (GO)
 
     def to_json(self) -> dict[str, Any]:
         return {**{k: v for k, v in vars(self).items() if k != "errors"}, "errors": dict(self.errors)}
@@ -148,6 +151,7 @@ class LoadStats:
         for part in parts:
             total.latencies_s += part.latencies_s
             total.loop_lag_s += part.loop_lag_s
+            total.failed_at_s += part.failed_at_s
             total.errors.update(part.errors)
             for name in ("heartbeats_accepted", "heartbeats_unconfirmed", "replies", "sessions_ok",
                          "sessions_failed", "agents_gave_up"):
@@ -240,6 +244,7 @@ class _Session:
         self._stats.sessions_failed += 1
         self._stats.heartbeats_unconfirmed += self.heartbeats_written
         self._stats.errors[_error_key(exc)] += 1
+        self._stats.failed_at_s.append(time.time() - self._stats.started_unix)
         raise SessionFailed(str(exc)) from exc
 
 
@@ -302,6 +307,7 @@ class LoadGenerator:
         """Run every agent's sessions until the deadline and until each has closed; returns the seconds taken."""
         loop = asyncio.get_running_loop()
         started = loop.time()
+        self.stats.started_unix = time.time()
         deadline = started + self.settings.seconds
         rng = random.Random(self.settings.seed * 1_000_003 + self._first)  # each slice its own sequence
         # Phases spread over one interval, session lengths over 0.5-1.5x: reconnects and beats stay staggered.
