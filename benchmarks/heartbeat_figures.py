@@ -144,7 +144,8 @@ class Figures:
             found.append(f"{self.server}: {self.sessions_failed} session(s) failed: {self.errors}; "
                          f"by time into the load (s): {self.failures_by_10s}")
         if self.agents_gave_up:
-            found.append(f"{self.server}: {self.agents_gave_up} agent(s) gave up after repeated failures")
+            found.append(f"{self.server}: {self.agents_gave_up} agent(s) still failing when the load ended "
+                         "(retried as real agents retry, without limit)")
         if self.members_heartbeat_seen is not None and self.members_heartbeat_seen != self.agents:
             found.append(f"{self.server}: ListMembers shows a heartbeat from this run for only "
                          f"{self.members_heartbeat_seen} of {self.agents} agents")

@@ -27,19 +27,23 @@ from typing import Any, NoReturn, Protocol
 
 import grpc
 from grpc import aio
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from agent.session import CHANNEL_OPTIONS as AGENT_CHANNEL_OPTIONS
 from common.auth import bearer
 from protos.bench.v1 import agent_pb2, agent_pb2_grpc, cluster_pb2, cluster_pb2_grpc, types_pb2
 
-AGENTS_PER_CHANNEL = 50
 REGISTER_CONCURRENCY = 64
 RPC_TIMEOUT_S = 30.0
-MAX_CONSECUTIVE_FAILURES = 5
 LAG_PROBE_S = 0.05
 AGENT_VERSION = "heartbeat-bench"
-# Every channel gets its own TCP connection; grpc would otherwise share one subchannel per target.
-CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
+# Every channel gets its own TCP connection (grpc would otherwise share one subchannel per target), with
+# the real agent's keepalive and reconnect settings (agent/session.py), so the server sees their pings too.
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [("grpc.use_local_subchannel_pool", 1), *AGENT_CHANNEL_OPTIONS]
+# A failed session is retried as the real agent retries (agent/session.py: exponential backoff from 0.2 s,
+# jittered, capped at its reconnect_max_s of 5 s) and, like it, never given up while the load runs.
+RETRY_INITIAL_S = 0.2
+RETRY_MAX_S = 5.0
+RETRY_JITTER_S = 0.5
 CAPACITY = types_pb2.Capacity(cores=4, memory_bytes=16 * 1024**3, scratch_total_bytes=100 * 1024**3,
                               scratch_free_bytes=90 * 1024**3, load1=0.5)
 
@@ -263,6 +267,13 @@ class LoadSettings:
     seconds: float
     session_s: float
     seed: int = 1
+    # Real agents hold one connection each; more agents per connection (HTTP/2 streams of one TCP/TLS
+    # connection) is cheaper for both sides but lets one connection's trouble fail all its agents at once.
+    agents_per_connection: int = 1
+    # The agents' first connects are spread uniformly over this many seconds (0: over one heartbeat
+    # interval): agents booting with a scale-up arrive over minutes, agents reconnecting to a restarted
+    # manager within their reconnect backoff cap (~5 s).
+    ramp_s: float = 0.0
 
 
 class LoadGenerator:
@@ -277,7 +288,7 @@ class LoadGenerator:
         self.member_ids: dict[int, str] = {}
         self._first = first
         self._count = settings.agents if count is None else count
-        channel_count = math.ceil(self._count / AGENTS_PER_CHANNEL)
+        channel_count = math.ceil(self._count / settings.agents_per_connection)
         self._channels = [make_channel(CHANNEL_OPTIONS) for _ in range(channel_count)]
 
     async def __aenter__(self) -> LoadGenerator:
@@ -287,7 +298,7 @@ class LoadGenerator:
         await asyncio.gather(*(channel.close(grace=None) for channel in self._channels), return_exceptions=True)
 
     def _channel(self, index: int) -> aio.Channel:
-        return self._channels[(index - self._first) // AGENTS_PER_CHANNEL]
+        return self._channels[(index - self._first) // self.settings.agents_per_connection]
 
     async def register_all(self) -> None:
         """Register every agent (not timed); raises if any registration fails."""
@@ -310,8 +321,9 @@ class LoadGenerator:
         self.stats.started_unix = time.time()
         deadline = started + self.settings.seconds
         rng = random.Random(self.settings.seed * 1_000_003 + self._first)  # each slice its own sequence
-        # Phases spread over one interval, session lengths over 0.5-1.5x: reconnects and beats stay staggered.
-        offsets = [rng.uniform(0, self.settings.interval_s) for _ in self.member_ids]
+        # First connects spread over the ramp (by default one interval), session lengths over 0.5-1.5x:
+        # reconnects and beats stay staggered.
+        offsets = [rng.uniform(0, self.settings.ramp_s or self.settings.interval_s) for _ in self.member_ids]
         lag_probe = asyncio.create_task(self._probe_loop_lag(deadline))
         try:
             await asyncio.gather(*(self._agent(index, member_id, started + offset, deadline,
@@ -335,19 +347,23 @@ class LoadGenerator:
                      rng: random.Random) -> None:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(max(0.0, start_at - loop.time()))
-        retrying = AsyncRetrying(wait=wait_exponential_jitter(initial=0.1, max=2.0),
-                                 stop=stop_after_attempt(MAX_CONSECUTIVE_FAILURES),
-                                 retry=retry_if_exception_type(SessionFailed), reraise=True)
         shortest_s = 0.5 * self.settings.session_s
+        failures = 0
         while deadline - loop.time() > self.settings.interval_s:
             end_at = loop.time() + self.settings.session_s * rng.uniform(0.5, 1.5)
             if deadline - end_at < shortest_s:  # no stub sessions squeezed in just before the deadline
                 end_at = deadline
             try:
-                await retrying(self._one_session, index, member_id, end_at)
+                await self._one_session(index, member_id, end_at)
+                failures = 0
             except SessionFailed:
-                self.stats.agents_gave_up += 1
-                return
+                failures += 1
+                delay = min(RETRY_MAX_S, RETRY_INITIAL_S * 2 ** (failures - 1)) + rng.uniform(0, RETRY_JITTER_S)
+                if deadline - (loop.time() + delay) <= self.settings.interval_s:
+                    break
+                await asyncio.sleep(delay)
+        if failures:
+            self.stats.agents_gave_up += 1  # its sessions were still failing when the load ended
 
     async def _one_session(self, index: int, member_id: str, end_at: float) -> None:
         await _Session(self.target, self._channel(index), member_id, self.stats).run(end_at, self.settings.interval_s)

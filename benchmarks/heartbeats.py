@@ -5,8 +5,9 @@
 
 What runs: a `bench-manager` subprocess (loopback port, temp dir with its own SQLite file and tokens,
 `--no-sge --provider none`, LOST detection pushed to an hour) and N simulated agents shared by
-`--processes` load processes (`heartbeat_workers.py`; each runs its slice on its own asyncio loop, one TCP
-connection per 50 agents, see `heartbeat_load.py`), so one Python event loop does not cap the figures.
+`--processes` load processes (`heartbeat_workers.py`; each runs its slice on its own asyncio loop; one TCP
+connection per agent as real agents hold them, or `--agents-per-connection`, see `heartbeat_load.py`), so
+one Python event loop does not cap the figures. The agents' first connects are spread over `--ramp-seconds`.
 Each agent registers, then keeps opening `Connect` sessions: Hello, heartbeats at `--interval`, close after about
 `--session-seconds`, reconnect. The same agents, rates and session pattern are also pointed at
 `echo_server.py`, a grpc.aio server whose one bidirectional stream returns every message. Both are
@@ -179,7 +180,9 @@ def print_report(console: Console, settings: LoadSettings, manager: Figures, ech
     offered = settings.agents / settings.interval_s
     details = Table(title=f"Heartbeat load: {settings.agents} agents, a beat every {settings.interval_s:g} s each "
                           f"(offered {offered:,.0f}/s), {settings.seconds:g} s x {manager.phases} phase(s) per server, "
-                          f"sessions ~{settings.session_s:g} s")
+                          f"sessions ~{settings.session_s:g} s, {settings.agents_per_connection} agent(s) "
+                          f"a connection, "
+                          f"first connects within {settings.ramp_s or settings.interval_s:g} s")
     details.add_column("")
     for figures in (manager, echo):
         details.add_column(figures.server, justify="right")
@@ -268,6 +271,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds between one agent's heartbeats (default 0.1)")
     parser.add_argument("--session-seconds", type=_bounded(float, 0.2, MAX_SECONDS), default=3.0,
                         help="mean session length before an agent reconnects (default 3)")
+    parser.add_argument("--agents-per-connection", type=_bounded(int, 1, 64), default=1,
+                        help="simulated agents sharing one TCP/TLS connection (default 1, as real agents: each "
+                             "holds its own; the manager allows 64 streams per connection)")
+    parser.add_argument("--ramp-seconds", type=_bounded(float, 0, MAX_SECONDS), default=0.0,
+                        help="spread the agents' first connects over this many seconds (default: one "
+                             "--interval, i.e. every agent within 5 s, as after a manager restart)")
     parser.add_argument("--rounds", type=_bounded(int, 1, MAX_ROUNDS), default=1,
                         help="phases per server, alternating which goes first (default 1; 2 = ABBA)")
     parser.add_argument("--processes", type=_bounded(int, 1, 64), default=DEFAULT_PROCESSES,
@@ -290,7 +299,8 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     settings = LoadSettings(agents=args.agents, interval_s=args.interval, seconds=args.seconds,
-                            session_s=args.session_seconds, seed=args.seed)
+                            session_s=args.session_seconds, seed=args.seed,
+                            agents_per_connection=args.agents_per_connection, ramp_s=args.ramp_seconds)
     try:
         manager, echo, plain = await run(settings, args.rounds, args.keep_dir, args.processes,
                                          not args.no_plaintext)
