@@ -4,10 +4,11 @@ stream that sends every message straight back.
 `benchmarks/heartbeats.py` drives it with the same simulated agents it points at bench-manager, so the
 manager's figures can be read as a ratio to "what grpc.aio in Python costs anyway". It speaks the
 agent protocol's message type (`AgentEvent`) in both directions, so protobuf parsing and encoding are
-in the baseline as they are in the manager. It listens on loopback only, prints `LISTENING <port>` once
+in the baseline as they are in the manager. It listens on loopback only, with TLS when given a
+certificate and key (as the manager serves its agents) or plaintext, prints `LISTENING <port>` once
 serving, and stops on SIGTERM or SIGINT.
 
-    python benchmarks/echo_server.py [--port 0]
+    python benchmarks/echo_server.py [--port 0] [--tls-cert-file F --tls-key-file F]
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import asyncio
 import signal
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 from grpc import aio
 
+from common.tls import server_credentials
 from protos.bench.v1 import agent_pb2
 
 SERVICE = "bench.echo.v1.Echo"
@@ -42,10 +45,11 @@ def echo_handler() -> grpc.GenericRpcHandler:
     })
 
 
-async def serve(port: int) -> int:
+async def serve(port: int, tls: grpc.ServerCredentials | None = None) -> int:
     server = aio.server()
     server.add_generic_rpc_handlers((echo_handler(),))
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    address = f"127.0.0.1:{port}"
+    bound = server.add_secure_port(address, tls) if tls is not None else server.add_insecure_port(address)
     if bound == 0:
         print(f"echo_server: cannot listen on 127.0.0.1:{port}", file=sys.stderr)
         return 2
@@ -63,10 +67,15 @@ async def serve(port: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=0, help="loopback port (default: any free port)")
+    parser.add_argument("--tls-cert-file", type=Path, help="serve TLS with this certificate (PEM)")
+    parser.add_argument("--tls-key-file", type=Path, help="the certificate's private key (PEM)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0..65535, got {args.port}")
-    return asyncio.run(serve(args.port))
+    if (args.tls_cert_file is None) != (args.tls_key_file is None):
+        parser.error("--tls-cert-file and --tls-key-file go together")
+    tls = server_credentials(args.tls_cert_file, args.tls_key_file) if args.tls_cert_file else None
+    return asyncio.run(serve(args.port, tls))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ manager, ...), each with a fresh server, so drifting background load on the mach
 TLS: the manager is measured twice per round, with TLS (as deployed: cluster CA, each simulated agent
 enrolled with AddNode, joined with its one-time token and connected with its own credential) and with
 `--insecure-plaintext`; the "Cost of TLS" table gives TLS / plaintext for the same load (goal: server
-CPU ≤ 1.3x at 1,000 agents).
+CPU ≤ 1.3x at 1,000 agents). The echo baseline serves TLS too (its own CA), so the manager/echo ratios
+compare like with like; `--echo-plaintext` measures it without.
 
 Figures, for each server:
 - heartbeats/s handled: heartbeats written on sessions the server then ended with OK, divided by the
@@ -128,7 +129,8 @@ async def measure(spec: TargetSpec, server: RunningServer, settings: LoadSetting
 
 
 async def run(settings: LoadSettings, rounds: int, keep_dir: Path | None, processes: int = 2,
-              plaintext: bool = True, announce: Announce = progress) -> tuple[Figures, Figures, Figures | None]:
+              plaintext: bool = True, announce: Announce = progress,
+              echo_tls: bool = True) -> tuple[Figures, Figures, Figures | None]:
     """`rounds` phases per server, rotating which goes first (A B C, C B A, ...) so that a change in the
     machine's other load during the run weighs on all servers alike. Every phase gets a fresh server.
     The manager runs twice per round: with TLS (as deployed) and plaintext, for the cost of TLS."""
@@ -148,9 +150,9 @@ async def run(settings: LoadSettings, rounds: int, keep_dir: Path | None, proces
             plain_phases.append(await measure(spec, server, settings, processes, True, announce))
 
     async def echo_phase(work: Path) -> None:
-        async with echo_server(work, announce) as server:
+        async with echo_server(work, announce, tls=echo_tls) as server:
             # a token of the manager's token length keeps the request metadata the same size
-            spec = TargetSpec("echo", EchoTarget.name, server.address, None, "x" * 43, FULL_METHOD)
+            spec = TargetSpec("echo", EchoTarget.name, server.address, _ca(server), "x" * 43, FULL_METHOD)
             echo_phases.append(await measure(spec, server, settings, processes, False, announce))
 
     with temp_work_dir(keep_dir) as root:
@@ -283,6 +285,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"load generator processes sharing the agents (default {DEFAULT_PROCESSES})")
     parser.add_argument("--no-plaintext", action="store_true",
                         help="skip the plaintext manager phase (and the cost-of-TLS table)")
+    parser.add_argument("--echo-plaintext", action="store_true",
+                        help="run the echo baseline without TLS (default: TLS, as the manager it is compared with)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the phase and session-length jitter")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--keep-dir", type=Path,
@@ -303,7 +307,7 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
                             agents_per_connection=args.agents_per_connection, ramp_s=args.ramp_seconds)
     try:
         manager, echo, plain = await run(settings, args.rounds, args.keep_dir, args.processes,
-                                         not args.no_plaintext)
+                                         not args.no_plaintext, echo_tls=not args.echo_plaintext)
     except (ServerFailed, WorkerFailed) as exc:
         console.print(f"[red]heartbeats.py: {exc}[/red]")
         return 2
