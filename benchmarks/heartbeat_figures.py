@@ -92,6 +92,10 @@ class Figures:
     sessions_failed: int
     agents_gave_up: int
     errors: dict[str, int] = field(default_factory=dict)
+    # the round trip of sessions after each agent's first one (reconnects: the steady state, no connect burst)
+    later_latency_samples: int = 0
+    later_latency_p50_ms: float | None = None
+    later_latency_p99_ms: float | None = None
     # failed sessions per 10 s of the load window ("0-10": ...): a connect burst or a steady trickle
     failures_by_10s: dict[str, int] = field(default_factory=dict)
     members_heartbeat_seen: int | None = None  # the fewest over the phases
@@ -109,6 +113,7 @@ class Figures:
         server_cpu = sum(p.server_cpu_s for p in phases)
         client_cpu = sum(p.client_cpu_s for p in phases)
         latencies = [s for p in phases for s in p.stats.latencies_s]
+        later = [s for p in phases for s in p.stats.later_latencies_s]
         accepted = sum(p.stats.heartbeats_accepted for p in phases)
         errors: Counter[str] = Counter()
         for p in phases:
@@ -129,6 +134,8 @@ class Figures:
             sessions_ok=sum(p.stats.sessions_ok for p in phases),
             sessions_failed=sum(p.stats.sessions_failed for p in phases),
             agents_gave_up=sum(p.stats.agents_gave_up for p in phases), errors=dict(errors),
+            later_latency_samples=len(later), later_latency_p50_ms=percentile_ms(later, 50),
+            later_latency_p99_ms=percentile_ms(later, 99),
             failures_by_10s={f"{b}-{b + 10}": n for b, n in sorted(buckets.items())},
             members_heartbeat_seen=min(seen) if seen else None,
             server_rss_mib=max((p.server_rss_bytes for p in phases), default=0) / 2**20,
@@ -159,5 +166,6 @@ def ratio(a: float | None, b: float | None) -> float | None:
 def ratios(manager: Figures, echo: Figures) -> dict[str, float | None]:
     """bench-manager / echo for every figure that has a meaning as a ratio."""
     return {name: ratio(getattr(manager, name), getattr(echo, name))
-            for name in ("heartbeats_per_s", "latency_p50_ms", "latency_p99_ms", "server_cpu_percent",
+            for name in ("heartbeats_per_s", "latency_p50_ms", "latency_p99_ms", "later_latency_p50_ms",
+                         "later_latency_p99_ms", "server_cpu_percent",
                          "server_cpu_ms_per_1k_heartbeats", "server_cpu_percent_per_1k_hb_s", "server_rss_mib")}

@@ -128,6 +128,9 @@ class EchoTarget:
 @dataclass
 class LoadStats:
     latencies_s: list[float] = field(default_factory=list)
+    # The same samples from the sessions of agents already served once (reconnects after the connect ramp):
+    # the steady state, without the burst of every agent's first connect.
+    later_latencies_s: list[float] = field(default_factory=list)
     heartbeats_accepted: int = 0
     heartbeats_unconfirmed: int = 0
     replies: int = 0
@@ -154,6 +157,7 @@ class LoadStats:
         total = cls()
         for part in parts:
             total.latencies_s += part.latencies_s
+            total.later_latencies_s += part.later_latencies_s
             total.loop_lag_s += part.loop_lag_s
             total.failed_at_s += part.failed_at_s
             total.errors.update(part.errors)
@@ -171,8 +175,10 @@ def heartbeat() -> agent_pb2.AgentEvent:
 class _Session:
     """One stream of one simulated agent."""
 
-    def __init__(self, target: Target, channel: aio.Channel, member_id: str, stats: LoadStats) -> None:
+    def __init__(self, target: Target, channel: aio.Channel, member_id: str, stats: LoadStats,
+                 later: bool = False) -> None:
         self._target = target
+        self._later = later
         self._call = target.open_stream(channel, member_id)
         self._member_id = member_id
         self._stats = stats
@@ -192,7 +198,10 @@ class _Session:
             if reply is aio.EOF:
                 return
             if first:
-                self._stats.latencies_s.append(time.perf_counter() - hello_written_at)
+                sample = time.perf_counter() - hello_written_at
+                self._stats.latencies_s.append(sample)
+                if self._later:
+                    self._stats.later_latencies_s.append(sample)
                 self.first_reply_seen, first = True, False
             self._stats.replies += 1
             answer = self._target.answer(reply)
@@ -349,13 +358,14 @@ class LoadGenerator:
         await asyncio.sleep(max(0.0, start_at - loop.time()))
         shortest_s = 0.5 * self.settings.session_s
         failures = 0
+        served = False
         while deadline - loop.time() > self.settings.interval_s:
             end_at = loop.time() + self.settings.session_s * rng.uniform(0.5, 1.5)
             if deadline - end_at < shortest_s:  # no stub sessions squeezed in just before the deadline
                 end_at = deadline
             try:
-                await self._one_session(index, member_id, end_at)
-                failures = 0
+                await self._one_session(index, member_id, end_at, served)
+                failures, served = 0, True
             except SessionFailed:
                 failures += 1
                 delay = min(RETRY_MAX_S, RETRY_INITIAL_S * 2 ** (failures - 1)) + rng.uniform(0, RETRY_JITTER_S)
@@ -365,5 +375,6 @@ class LoadGenerator:
         if failures:
             self.stats.agents_gave_up += 1  # its sessions were still failing when the load ended
 
-    async def _one_session(self, index: int, member_id: str, end_at: float) -> None:
-        await _Session(self.target, self._channel(index), member_id, self.stats).run(end_at, self.settings.interval_s)
+    async def _one_session(self, index: int, member_id: str, end_at: float, later: bool) -> None:
+        await _Session(self.target, self._channel(index), member_id, self.stats, later).run(
+            end_at, self.settings.interval_s)
