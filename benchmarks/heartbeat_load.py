@@ -114,6 +114,9 @@ class EchoTarget:
         self._metadata = bearer(agent_token)  # same request size as the manager's calls; not checked
 
     async def register(self, channel: aio.Channel, index: int) -> str:
+        # Nothing to register, but the connection (TCP and TLS handshake) is made now, as registering
+        # makes the manager's agents' connections, so that neither server's load window includes it.
+        await asyncio.wait_for(channel.channel_ready(), RPC_TIMEOUT_S)
         return node_id(index)
 
     def open_stream(self, channel: aio.Channel, member_id: str) -> Any:
@@ -320,6 +323,9 @@ class LoadGenerator:
                 except aio.AioRpcError as exc:
                     raise RegistrationFailed(f"{self.target.name}: agent {node_id(index)} could not register: "
                                              f"{exc.code().name}: {exc.details()}") from exc
+                except TimeoutError:
+                    raise RegistrationFailed(f"{self.target.name}: agent {node_id(index)} could not connect "
+                                             f"within {RPC_TIMEOUT_S:.0f}s") from None
 
         await asyncio.gather(*(one(i) for i in range(self._first, self._first + self._count)))
 
