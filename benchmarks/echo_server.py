@@ -29,6 +29,8 @@ from protos.bench.v1 import agent_pb2
 SERVICE = "bench.echo.v1.Echo"
 METHOD = "Stream"
 FULL_METHOD = f"/{SERVICE}/{METHOD}"
+UNARY = "Unary"  # returns its request: the counterpart of the agent's Register before each session
+FULL_UNARY_METHOD = f"/{SERVICE}/{UNARY}"
 
 
 async def _echo(requests: AsyncIterator[agent_pb2.AgentEvent],
@@ -37,11 +39,18 @@ async def _echo(requests: AsyncIterator[agent_pb2.AgentEvent],
         yield message
 
 
+async def _echo_unary(request: agent_pb2.NodeInfo, context: aio.ServicerContext) -> agent_pb2.NodeInfo:
+    return request
+
+
 def echo_handler() -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(SERVICE, {
         METHOD: grpc.stream_stream_rpc_method_handler(
             _echo, request_deserializer=agent_pb2.AgentEvent.FromString,
             response_serializer=agent_pb2.AgentEvent.SerializeToString),
+        UNARY: grpc.unary_unary_rpc_method_handler(
+            _echo_unary, request_deserializer=agent_pb2.NodeInfo.FromString,
+            response_serializer=agent_pb2.NodeInfo.SerializeToString),
     })
 
 

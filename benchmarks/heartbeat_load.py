@@ -63,6 +63,8 @@ class Target(Protocol):
 
     async def register(self, channel: aio.Channel, index: int) -> str: ...
 
+    async def session_start(self, channel: aio.Channel, member_id: str) -> None: ...
+
     def open_stream(self, channel: aio.Channel, member_id: str) -> Any: ...
 
     def answer(self, reply: Any) -> agent_pb2.AgentEvent | None: ...
@@ -72,10 +74,16 @@ def node_id(index: int) -> str:
     return f"hb-bench-{index:04d}"
 
 
+def node_info(index: int) -> agent_pb2.NodeInfo:
+    return agent_pb2.NodeInfo(node_id=node_id(index), hostname=node_id(index), ip="127.0.0.1",
+                              agent_version=AGENT_VERSION, capacity=CAPACITY, role="member")
+
+
 class ManagerTarget:
     """bench-manager's ManagerService, as real members reach it: an administrator enrols each agent
-    (AddNode), the agent redeems its join token (Join) for its own credential, registers, then
-    Connects with that credential; every command is acknowledged ok."""
+    (AddNode), the agent redeems its join token (Join) for its own credential, then each session
+    registers (as the real agent does before every Connect) and Connects with that credential; every
+    command is acknowledged ok."""
 
     name = "bench-manager"
 
@@ -83,6 +91,7 @@ class ManagerTarget:
         self.name = name
         self._admin = bearer(admin_credential)
         self._metadata: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._info: dict[str, agent_pb2.NodeInfo] = {}
 
     async def register(self, channel: aio.Channel, index: int) -> str:
         stub = agent_pb2_grpc.ManagerServiceStub(channel)
@@ -91,11 +100,15 @@ class ManagerTarget:
             metadata=self._admin, timeout=RPC_TIMEOUT_S)
         joined = await stub.Join(agent_pb2.JoinRequest(), metadata=bearer(enrolled.join_token), timeout=RPC_TIMEOUT_S)
         metadata = bearer(joined.credential)
-        info = agent_pb2.NodeInfo(node_id=node_id(index), hostname=node_id(index), ip="127.0.0.1",
-                                  agent_version=AGENT_VERSION, capacity=CAPACITY, role="member")
+        info = node_info(index)
         registration = await stub.Register(info, metadata=metadata, timeout=RPC_TIMEOUT_S)
         self._metadata[registration.member_id] = metadata
+        self._info[registration.member_id] = info
         return str(registration.member_id)
+
+    async def session_start(self, channel: aio.Channel, member_id: str) -> None:
+        await agent_pb2_grpc.ManagerServiceStub(channel).Register(
+            self._info[member_id], metadata=self._metadata[member_id], timeout=RPC_TIMEOUT_S)
 
     def open_stream(self, channel: aio.Channel, member_id: str) -> Any:
         return agent_pb2_grpc.ManagerServiceStub(channel).Connect(metadata=self._metadata[member_id])
@@ -109,8 +122,9 @@ class EchoTarget:
 
     name = "grpc.aio echo"
 
-    def __init__(self, full_method: str, agent_token: str) -> None:
+    def __init__(self, full_method: str, agent_token: str, unary_method: str = "") -> None:
         self._method = full_method
+        self._unary_method = unary_method
         self._metadata = bearer(agent_token)  # same request size as the manager's calls; not checked
 
     async def register(self, channel: aio.Channel, index: int) -> str:
@@ -118,6 +132,14 @@ class EchoTarget:
         # makes the manager's agents' connections, so that neither server's load window includes it.
         await asyncio.wait_for(channel.channel_ready(), RPC_TIMEOUT_S)
         return node_id(index)
+
+    async def session_start(self, channel: aio.Channel, member_id: str) -> None:
+        """The counterpart of the agent's Register before each session: one unary call of that size."""
+        if not self._unary_method:
+            return
+        call = channel.unary_unary(self._unary_method, request_serializer=agent_pb2.NodeInfo.SerializeToString,
+                                   response_deserializer=agent_pb2.NodeInfo.FromString)
+        await call(node_info(0), metadata=self._metadata, timeout=RPC_TIMEOUT_S)
 
     def open_stream(self, channel: aio.Channel, member_id: str) -> Any:
         call = channel.stream_stream(self._method, request_serializer=agent_pb2.AgentEvent.SerializeToString,
@@ -257,11 +279,15 @@ class _Session:
 
     def _fail(self, exc: BaseException) -> NoReturn:
         self._call.cancel()
-        self._stats.sessions_failed += 1
         self._stats.heartbeats_unconfirmed += self.heartbeats_written
-        self._stats.errors[_error_key(exc)] += 1
-        self._stats.failed_at_s.append(time.time() - self._stats.started_unix)
+        _count_failure(self._stats, exc)
         raise SessionFailed(str(exc)) from exc
+
+
+def _count_failure(stats: LoadStats, exc: BaseException) -> None:
+    stats.sessions_failed += 1
+    stats.errors[_error_key(exc)] += 1
+    stats.failed_at_s.append(time.time() - stats.started_unix)
 
 
 def _error_key(exc: BaseException) -> str:
@@ -382,5 +408,10 @@ class LoadGenerator:
             self.stats.agents_gave_up += 1  # its sessions were still failing when the load ended
 
     async def _one_session(self, index: int, member_id: str, end_at: float, later: bool) -> None:
+        try:
+            await self.target.session_start(self._channel(index), member_id)
+        except (aio.AioRpcError, TimeoutError) as exc:
+            _count_failure(self.stats, exc)
+            raise SessionFailed(str(exc)) from exc
         await _Session(self.target, self._channel(index), member_id, self.stats, later).run(
             end_at, self.settings.interval_s)

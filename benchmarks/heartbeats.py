@@ -8,12 +8,14 @@ What runs: a `bench-manager` subprocess (loopback port, temp dir with its own SQ
 `--processes` load processes (`heartbeat_workers.py`; each runs its slice on its own asyncio loop; one TCP
 connection per agent as real agents hold them, or `--agents-per-connection`, see `heartbeat_load.py`), so
 one Python event loop does not cap the figures. The agents' first connects are spread over `--ramp-seconds`.
-Each agent registers, then keeps opening `Connect` sessions: Hello, heartbeats at `--interval`, close after about
-`--session-seconds`, reconnect. The same agents, rates and session pattern are also pointed at
-`echo_server.py`, a grpc.aio server whose one bidirectional stream returns every message. Both are
-measured by the same code, one after the other, on the same machine; the ratio is the figure. With
-`--rounds 2` (or more) each server gets several phases in alternating order (manager, echo, echo,
-manager, ...), each with a fresh server, so drifting background load on the machine weighs on both.
+Each agent registers, then keeps opening sessions as the real agent does: Register, then `Connect`: Hello,
+heartbeats at `--interval`, close after about `--session-seconds`, reconnect (a failed session is retried
+with the real agent's backoff, 0.2 s doubling up to 5 s, jittered). The same agents, rates and session
+pattern are also pointed at `echo_server.py`, a grpc.aio server whose one bidirectional stream returns every
+message (and a unary call returning its request, in place of Register). Both are measured by the same code,
+one after the other, on the same machine; the ratio is the figure. With `--rounds 2` (or more) each server
+gets several phases in alternating order (manager, echo, echo, manager, ...), each with a fresh server, so
+drifting background load on the machine weighs on both.
 
 TLS: the manager is measured twice per round, with TLS (as deployed: cluster CA, each simulated agent
 enrolled with AddNode, joined with its one-time token and connected with its own credential) and with
