@@ -162,7 +162,15 @@ class MemberRegistry:
                 "(start a new node)")
         if current is not None and current.state in (MemberState.READY, MemberState.DRAINING,
                                                       MemberState.INTERRUPTED):
-            # An agent (or manager) restart: same member, same state.
+            # An agent (or manager) restart, or a reconnect: same member, same state. Every session of a
+            # real agent starts with Register; with the same name, address and role what changes is what a
+            # heartbeat carries, so it is written with the next heartbeat flush, not by a commit of its own
+            # (10,000 agents reconnecting to a restarted manager would queue 10,000 commits on the loop).
+            if (current.hostname, current.ip, current.role) == (node.hostname, node.ip, node.role):
+                updated = current.with_changes(**details)
+                self._put(updated)
+                self._dirty.add(node.node_id)
+                return updated
             return self.update(node.node_id, **details)
         if current is None or not current.joined_at:
             details["joined_at"] = now

@@ -159,3 +159,20 @@ def test_a_batch_that_fails_to_persist_changes_nobody(tmp_path: Path, monkeypatc
     store.close()
     reopened = MemberRegistry(Store(tmp_path / "s.db"), EventBus())
     assert {reopened.get(n).state for n in ("m1", "m2")} == {MemberState.JOINING}  # type: ignore[union-attr]
+
+
+def test_a_reregistration_with_the_same_identity_is_written_with_the_next_flush(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    registry = MemberRegistry(store, EventBus())
+    registry.register(node())
+    registry.transition("m1", MemberEvent.SGE_READY, "x", "y")
+    upgraded = NodeRegistration("m1", "m1", "10.0.0.1", "2.0", Capacity(cores=8, memory_bytes=8 << 30), "member")
+    assert registry.register(upgraded).agent_version == "2.0"
+    assert store.member("m1").agent_version == "1.0"  # type: ignore[union-attr]  # not yet: no commit of its own
+    registry.flush()
+    stored = store.member("m1")
+    assert stored is not None and (stored.agent_version, stored.capacity.cores, stored.state) == ("2.0", 8,
+                                                                                                 MemberState.READY)
+    moved = NodeRegistration("m1", "m1", "10.0.0.9", "2.0", Capacity(cores=8, memory_bytes=8 << 30), "member")
+    registry.register(moved)
+    assert store.member("m1").ip == "10.0.0.9"  # type: ignore[union-attr]  # a new address is written at once
