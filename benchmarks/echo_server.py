@@ -54,8 +54,11 @@ def echo_handler() -> grpc.GenericRpcHandler:
     })
 
 
-async def serve(port: int, tls: grpc.ServerCredentials | None = None) -> int:
-    server = aio.server()
+async def serve(port: int, tls: grpc.ServerCredentials | None = None, max_pending: int = 0) -> int:
+    # --max-pending: the queue of calls not yet taken up, as bench-manager sets it (0: gRPC's defaults)
+    options = [("grpc.server.max_pending_requests", max_pending),
+               ("grpc.server.max_pending_requests_hard_limit", max_pending)] if max_pending else []
+    server = aio.server(options=options)
     server.add_generic_rpc_handlers((echo_handler(),))
     address = f"127.0.0.1:{port}"
     bound = server.add_secure_port(address, tls) if tls is not None else server.add_insecure_port(address)
@@ -76,6 +79,8 @@ async def serve(port: int, tls: grpc.ServerCredentials | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=0, help="loopback port (default: any free port)")
+    parser.add_argument("--max-pending", type=int, default=0,
+                        help="calls queued before the server takes them up (default: gRPC's, 1,000 / 3,000)")
     parser.add_argument("--tls-cert-file", type=Path, help="serve TLS with this certificate (PEM)")
     parser.add_argument("--tls-key-file", type=Path, help="the certificate's private key (PEM)")
     args = parser.parse_args(argv)
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.tls_cert_file is None) != (args.tls_key_file is None):
         parser.error("--tls-cert-file and --tls-key-file go together")
     tls = server_credentials(args.tls_cert_file, args.tls_key_file) if args.tls_cert_file else None
-    return asyncio.run(serve(args.port, tls))
+    return asyncio.run(serve(args.port, tls, max(0, args.max_pending)))
 
 
 if __name__ == "__main__":

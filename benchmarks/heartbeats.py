@@ -152,7 +152,7 @@ async def run(settings: LoadSettings, rounds: int, keep_dir: Path | None, proces
             plain_phases.append(await measure(spec, server, settings, processes, True, announce))
 
     async def echo_phase(work: Path) -> None:
-        async with echo_server(work, announce, tls=echo_tls) as server:
+        async with echo_server(work, announce, tls=echo_tls, max_members=settings.agents) as server:
             # a token of the manager's token length keeps the request metadata the same size
             spec = TargetSpec("echo", EchoTarget.name, server.address, _ca(server), "x" * 43, FULL_METHOD)
             echo_phases.append(await measure(spec, server, settings, processes, False, announce))
