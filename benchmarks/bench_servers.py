@@ -146,11 +146,24 @@ async def bench_manager(work_dir: Path, heartbeat_interval_s: float, announce: A
 
 
 @contextlib.asynccontextmanager
-async def echo_server(work_dir: Path, announce: Announce = _silent) -> AsyncIterator[RunningServer]:
-    """The baseline server; it picks its own free loopback port and prints it."""
+async def echo_server(work_dir: Path, announce: Announce = _silent, tls: bool = False,
+                      max_members: int = 1000) -> AsyncIterator[RunningServer]:
+    """The baseline server; it picks its own free loopback port and prints it. With `tls`, it serves TLS
+    with a certificate of its own CA, as bench-manager does, so that both pay for encryption. Its queue of
+    calls not yet taken up is sized as bench-manager's for `max_members` (2 x hard limit + 256)."""
     log_path = work_dir / "echo.log"
+    tls_args: list[str] = []
+    ca_file: Path | None = None
+    if tls:
+        tls_dir = work_dir / "tls"
+        ca = create_ca(tls_dir, "heartbeat-bench-echo")
+        issue_server_cert(ca, tls_dir, [LOOPBACK])
+        tls_args = ["--tls-cert-file", str(tls_dir / "manager.crt"), "--tls-key-file", str(tls_dir / "manager.key")]
+        ca_file = ca.cert
     with log_path.open("ab") as log:
-        proc = await asyncio.create_subprocess_exec(sys.executable, str(ECHO_SERVER), stdin=asyncio.subprocess.DEVNULL,
+        pending_args = ["--max-pending", str(2 * max(50, max_members) + 256)]
+        proc = await asyncio.create_subprocess_exec(sys.executable, str(ECHO_SERVER), *tls_args, *pending_args,
+                                                    stdin=asyncio.subprocess.DEVNULL,
                                                     stdout=asyncio.subprocess.PIPE, stderr=log)
     try:
         announce(f"started echo server (pid {proc.pid}); log {log_path}")
@@ -164,8 +177,8 @@ async def echo_server(work_dir: Path, announce: Announce = _silent) -> AsyncIter
         if len(words) != 2 or words[0] != "LISTENING":
             raise ServerFailed(f"echo server failed to start (said {line!r}); log {log_path}:\n{_log_tail(log_path)}")
         address = f"{LOOPBACK}:{words[1]}"
-        announce(f"echo server serving on {address} (pid {proc.pid})")
-        yield RunningServer(proc.pid, address, "", None, log_path)
+        announce(f"echo server serving on {address} ({'TLS' if tls else 'plaintext'}, pid {proc.pid})")
+        yield RunningServer(proc.pid, address, "", ca_file, log_path)
     finally:
         await _stop(proc)
 

@@ -92,6 +92,12 @@ class Figures:
     sessions_failed: int
     agents_gave_up: int
     errors: dict[str, int] = field(default_factory=dict)
+    # the round trip of sessions after each agent's first one (reconnects: the steady state, no connect burst)
+    later_latency_samples: int = 0
+    later_latency_p50_ms: float | None = None
+    later_latency_p99_ms: float | None = None
+    # failed sessions per 10 s of the load window ("0-10": ...): a connect burst or a steady trickle
+    failures_by_10s: dict[str, int] = field(default_factory=dict)
     members_heartbeat_seen: int | None = None  # the fewest over the phases
     server_rss_mib: float = 0.0  # the largest over the phases
     load_processes: int = 1
@@ -107,11 +113,13 @@ class Figures:
         server_cpu = sum(p.server_cpu_s for p in phases)
         client_cpu = sum(p.client_cpu_s for p in phases)
         latencies = [s for p in phases for s in p.stats.latencies_s]
+        later = [s for p in phases for s in p.stats.later_latencies_s]
         accepted = sum(p.stats.heartbeats_accepted for p in phases)
         errors: Counter[str] = Counter()
         for p in phases:
             errors.update(p.stats.errors)
         seen = [p.members_seen for p in phases if p.members_seen is not None]
+        buckets = Counter(int(max(0.0, t) // 10) * 10 for p in phases for t in p.stats.failed_at_s)
         return cls(
             server=server, agents=agents, phases=len(phases), window_s=window, heartbeats_accepted=accepted,
             heartbeats_unconfirmed=sum(p.stats.heartbeats_unconfirmed for p in phases),
@@ -126,6 +134,9 @@ class Figures:
             sessions_ok=sum(p.stats.sessions_ok for p in phases),
             sessions_failed=sum(p.stats.sessions_failed for p in phases),
             agents_gave_up=sum(p.stats.agents_gave_up for p in phases), errors=dict(errors),
+            later_latency_samples=len(later), later_latency_p50_ms=percentile_ms(later, 50),
+            later_latency_p99_ms=percentile_ms(later, 99),
+            failures_by_10s={f"{b}-{b + 10}": n for b, n in sorted(buckets.items())},
             members_heartbeat_seen=min(seen) if seen else None,
             server_rss_mib=max((p.server_rss_bytes for p in phases), default=0) / 2**20,
             load_processes=max((p.load_processes for p in phases), default=1))
@@ -137,9 +148,11 @@ class Figures:
         if self.latency_samples == 0:
             found.append(f"{self.server}: no command round trip completed")
         if self.sessions_failed:
-            found.append(f"{self.server}: {self.sessions_failed} session(s) failed: {self.errors}")
+            found.append(f"{self.server}: {self.sessions_failed} session(s) failed: {self.errors}; "
+                         f"by time into the load (s): {self.failures_by_10s}")
         if self.agents_gave_up:
-            found.append(f"{self.server}: {self.agents_gave_up} agent(s) gave up after repeated failures")
+            found.append(f"{self.server}: {self.agents_gave_up} agent(s) still failing when the load ended "
+                         "(retried as real agents retry, without limit)")
         if self.members_heartbeat_seen is not None and self.members_heartbeat_seen != self.agents:
             found.append(f"{self.server}: ListMembers shows a heartbeat from this run for only "
                          f"{self.members_heartbeat_seen} of {self.agents} agents")
@@ -153,5 +166,6 @@ def ratio(a: float | None, b: float | None) -> float | None:
 def ratios(manager: Figures, echo: Figures) -> dict[str, float | None]:
     """bench-manager / echo for every figure that has a meaning as a ratio."""
     return {name: ratio(getattr(manager, name), getattr(echo, name))
-            for name in ("heartbeats_per_s", "latency_p50_ms", "latency_p99_ms", "server_cpu_percent",
+            for name in ("heartbeats_per_s", "latency_p50_ms", "latency_p99_ms", "later_latency_p50_ms",
+                         "later_latency_p99_ms", "server_cpu_percent",
                          "server_cpu_ms_per_1k_heartbeats", "server_cpu_percent_per_1k_hb_s", "server_rss_mib")}

@@ -27,19 +27,23 @@ from typing import Any, NoReturn, Protocol
 
 import grpc
 from grpc import aio
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from agent.session import CHANNEL_OPTIONS as AGENT_CHANNEL_OPTIONS
 from common.auth import bearer
 from protos.bench.v1 import agent_pb2, agent_pb2_grpc, cluster_pb2, cluster_pb2_grpc, types_pb2
 
-AGENTS_PER_CHANNEL = 50
 REGISTER_CONCURRENCY = 64
 RPC_TIMEOUT_S = 30.0
-MAX_CONSECUTIVE_FAILURES = 5
 LAG_PROBE_S = 0.05
 AGENT_VERSION = "heartbeat-bench"
-# Every channel gets its own TCP connection; grpc would otherwise share one subchannel per target.
-CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
+# Every channel gets its own TCP connection (grpc would otherwise share one subchannel per target), with
+# the real agent's keepalive and reconnect settings (agent/session.py), so the server sees their pings too.
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [("grpc.use_local_subchannel_pool", 1), *AGENT_CHANNEL_OPTIONS]
+# A failed session is retried as the real agent retries (agent/session.py: exponential backoff from 0.2 s,
+# jittered, capped at its reconnect_max_s of 5 s) and, like it, never given up while the load runs.
+RETRY_INITIAL_S = 0.2
+RETRY_MAX_S = 5.0
+RETRY_JITTER_S = 0.5
 CAPACITY = types_pb2.Capacity(cores=4, memory_bytes=16 * 1024**3, scratch_total_bytes=100 * 1024**3,
                               scratch_free_bytes=90 * 1024**3, load1=0.5)
 
@@ -59,6 +63,8 @@ class Target(Protocol):
 
     async def register(self, channel: aio.Channel, index: int) -> str: ...
 
+    async def session_start(self, channel: aio.Channel, member_id: str) -> None: ...
+
     def open_stream(self, channel: aio.Channel, member_id: str) -> Any: ...
 
     def answer(self, reply: Any) -> agent_pb2.AgentEvent | None: ...
@@ -68,10 +74,16 @@ def node_id(index: int) -> str:
     return f"hb-bench-{index:04d}"
 
 
+def node_info(index: int) -> agent_pb2.NodeInfo:
+    return agent_pb2.NodeInfo(node_id=node_id(index), hostname=node_id(index), ip="127.0.0.1",
+                              agent_version=AGENT_VERSION, capacity=CAPACITY, role="member")
+
+
 class ManagerTarget:
     """bench-manager's ManagerService, as real members reach it: an administrator enrols each agent
-    (AddNode), the agent redeems its join token (Join) for its own credential, registers, then
-    Connects with that credential; every command is acknowledged ok."""
+    (AddNode), the agent redeems its join token (Join) for its own credential, then each session
+    registers (as the real agent does before every Connect) and Connects with that credential; every
+    command is acknowledged ok."""
 
     name = "bench-manager"
 
@@ -79,6 +91,7 @@ class ManagerTarget:
         self.name = name
         self._admin = bearer(admin_credential)
         self._metadata: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._info: dict[str, agent_pb2.NodeInfo] = {}
 
     async def register(self, channel: aio.Channel, index: int) -> str:
         stub = agent_pb2_grpc.ManagerServiceStub(channel)
@@ -87,11 +100,15 @@ class ManagerTarget:
             metadata=self._admin, timeout=RPC_TIMEOUT_S)
         joined = await stub.Join(agent_pb2.JoinRequest(), metadata=bearer(enrolled.join_token), timeout=RPC_TIMEOUT_S)
         metadata = bearer(joined.credential)
-        info = agent_pb2.NodeInfo(node_id=node_id(index), hostname=node_id(index), ip="127.0.0.1",
-                                  agent_version=AGENT_VERSION, capacity=CAPACITY, role="member")
+        info = node_info(index)
         registration = await stub.Register(info, metadata=metadata, timeout=RPC_TIMEOUT_S)
         self._metadata[registration.member_id] = metadata
+        self._info[registration.member_id] = info
         return str(registration.member_id)
+
+    async def session_start(self, channel: aio.Channel, member_id: str) -> None:
+        await agent_pb2_grpc.ManagerServiceStub(channel).Register(
+            self._info[member_id], metadata=self._metadata[member_id], timeout=RPC_TIMEOUT_S)
 
     def open_stream(self, channel: aio.Channel, member_id: str) -> Any:
         return agent_pb2_grpc.ManagerServiceStub(channel).Connect(metadata=self._metadata[member_id])
@@ -105,12 +122,24 @@ class EchoTarget:
 
     name = "grpc.aio echo"
 
-    def __init__(self, full_method: str, agent_token: str) -> None:
+    def __init__(self, full_method: str, agent_token: str, unary_method: str = "") -> None:
         self._method = full_method
+        self._unary_method = unary_method
         self._metadata = bearer(agent_token)  # same request size as the manager's calls; not checked
 
     async def register(self, channel: aio.Channel, index: int) -> str:
+        # Nothing to register, but the connection (TCP and TLS handshake) is made now, as registering
+        # makes the manager's agents' connections, so that neither server's load window includes it.
+        await asyncio.wait_for(channel.channel_ready(), RPC_TIMEOUT_S)
         return node_id(index)
+
+    async def session_start(self, channel: aio.Channel, member_id: str) -> None:
+        """The counterpart of the agent's Register before each session: one unary call of that size."""
+        if not self._unary_method:
+            return
+        call = channel.unary_unary(self._unary_method, request_serializer=agent_pb2.NodeInfo.SerializeToString,
+                                   response_deserializer=agent_pb2.NodeInfo.FromString)
+        await call(node_info(0), metadata=self._metadata, timeout=RPC_TIMEOUT_S)
 
     def open_stream(self, channel: aio.Channel, member_id: str) -> Any:
         call = channel.stream_stream(self._method, request_serializer=agent_pb2.AgentEvent.SerializeToString,
@@ -124,6 +153,9 @@ class EchoTarget:
 @dataclass
 class LoadStats:
     latencies_s: list[float] = field(default_factory=list)
+    # The same samples from the sessions of agents already served once (reconnects after the connect ramp):
+    # the steady state, without the burst of every agent's first connect.
+    later_latencies_s: list[float] = field(default_factory=list)
     heartbeats_accepted: int = 0
     heartbeats_unconfirmed: int = 0
     replies: int = 0
@@ -133,6 +165,9 @@ class LoadStats:
     errors: Counter[str] = field(default_factory=Counter)
     # How late this process's event loop woke up: latency figures include it, for both servers alike.
     loop_lag_s: list[float] = field(default_factory=list)
+    # When each failed session failed, in seconds after the load started (a burst at the start, or all along?)
+    failed_at_s: list[float] = field(default_factory=list)
+    started_unix: float = 0.0  # when this slice's load started: all slices start together (GO)
 
     def to_json(self) -> dict[str, Any]:
         return {**{k: v for k, v in vars(self).items() if k != "errors"}, "errors": dict(self.errors)}
@@ -147,7 +182,9 @@ class LoadStats:
         total = cls()
         for part in parts:
             total.latencies_s += part.latencies_s
+            total.later_latencies_s += part.later_latencies_s
             total.loop_lag_s += part.loop_lag_s
+            total.failed_at_s += part.failed_at_s
             total.errors.update(part.errors)
             for name in ("heartbeats_accepted", "heartbeats_unconfirmed", "replies", "sessions_ok",
                          "sessions_failed", "agents_gave_up"):
@@ -163,8 +200,10 @@ def heartbeat() -> agent_pb2.AgentEvent:
 class _Session:
     """One stream of one simulated agent."""
 
-    def __init__(self, target: Target, channel: aio.Channel, member_id: str, stats: LoadStats) -> None:
+    def __init__(self, target: Target, channel: aio.Channel, member_id: str, stats: LoadStats,
+                 later: bool = False) -> None:
         self._target = target
+        self._later = later
         self._call = target.open_stream(channel, member_id)
         self._member_id = member_id
         self._stats = stats
@@ -184,7 +223,10 @@ class _Session:
             if reply is aio.EOF:
                 return
             if first:
-                self._stats.latencies_s.append(time.perf_counter() - hello_written_at)
+                sample = time.perf_counter() - hello_written_at
+                self._stats.latencies_s.append(sample)
+                if self._later:
+                    self._stats.later_latencies_s.append(sample)
                 self.first_reply_seen, first = True, False
             self._stats.replies += 1
             answer = self._target.answer(reply)
@@ -237,10 +279,15 @@ class _Session:
 
     def _fail(self, exc: BaseException) -> NoReturn:
         self._call.cancel()
-        self._stats.sessions_failed += 1
         self._stats.heartbeats_unconfirmed += self.heartbeats_written
-        self._stats.errors[_error_key(exc)] += 1
+        _count_failure(self._stats, exc)
         raise SessionFailed(str(exc)) from exc
+
+
+def _count_failure(stats: LoadStats, exc: BaseException) -> None:
+    stats.sessions_failed += 1
+    stats.errors[_error_key(exc)] += 1
+    stats.failed_at_s.append(time.time() - stats.started_unix)
 
 
 def _error_key(exc: BaseException) -> str:
@@ -258,6 +305,13 @@ class LoadSettings:
     seconds: float
     session_s: float
     seed: int = 1
+    # Real agents hold one connection each; more agents per connection (HTTP/2 streams of one TCP/TLS
+    # connection) is cheaper for both sides but lets one connection's trouble fail all its agents at once.
+    agents_per_connection: int = 1
+    # The agents' first connects are spread uniformly over this many seconds (0: over one heartbeat
+    # interval): agents booting with a scale-up arrive over minutes, agents reconnecting to a restarted
+    # manager within their reconnect backoff cap (~5 s).
+    ramp_s: float = 0.0
 
 
 class LoadGenerator:
@@ -272,7 +326,7 @@ class LoadGenerator:
         self.member_ids: dict[int, str] = {}
         self._first = first
         self._count = settings.agents if count is None else count
-        channel_count = math.ceil(self._count / AGENTS_PER_CHANNEL)
+        channel_count = math.ceil(self._count / settings.agents_per_connection)
         self._channels = [make_channel(CHANNEL_OPTIONS) for _ in range(channel_count)]
 
     async def __aenter__(self) -> LoadGenerator:
@@ -282,7 +336,7 @@ class LoadGenerator:
         await asyncio.gather(*(channel.close(grace=None) for channel in self._channels), return_exceptions=True)
 
     def _channel(self, index: int) -> aio.Channel:
-        return self._channels[(index - self._first) // AGENTS_PER_CHANNEL]
+        return self._channels[(index - self._first) // self.settings.agents_per_connection]
 
     async def register_all(self) -> None:
         """Register every agent (not timed); raises if any registration fails."""
@@ -295,6 +349,9 @@ class LoadGenerator:
                 except aio.AioRpcError as exc:
                     raise RegistrationFailed(f"{self.target.name}: agent {node_id(index)} could not register: "
                                              f"{exc.code().name}: {exc.details()}") from exc
+                except TimeoutError:
+                    raise RegistrationFailed(f"{self.target.name}: agent {node_id(index)} could not connect "
+                                             f"within {RPC_TIMEOUT_S:.0f}s") from None
 
         await asyncio.gather(*(one(i) for i in range(self._first, self._first + self._count)))
 
@@ -302,10 +359,12 @@ class LoadGenerator:
         """Run every agent's sessions until the deadline and until each has closed; returns the seconds taken."""
         loop = asyncio.get_running_loop()
         started = loop.time()
+        self.stats.started_unix = time.time()
         deadline = started + self.settings.seconds
         rng = random.Random(self.settings.seed * 1_000_003 + self._first)  # each slice its own sequence
-        # Phases spread over one interval, session lengths over 0.5-1.5x: reconnects and beats stay staggered.
-        offsets = [rng.uniform(0, self.settings.interval_s) for _ in self.member_ids]
+        # First connects spread over the ramp (by default one interval), session lengths over 0.5-1.5x:
+        # reconnects and beats stay staggered.
+        offsets = [rng.uniform(0, self.settings.ramp_s or self.settings.interval_s) for _ in self.member_ids]
         lag_probe = asyncio.create_task(self._probe_loop_lag(deadline))
         try:
             await asyncio.gather(*(self._agent(index, member_id, started + offset, deadline,
@@ -329,19 +388,30 @@ class LoadGenerator:
                      rng: random.Random) -> None:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(max(0.0, start_at - loop.time()))
-        retrying = AsyncRetrying(wait=wait_exponential_jitter(initial=0.1, max=2.0),
-                                 stop=stop_after_attempt(MAX_CONSECUTIVE_FAILURES),
-                                 retry=retry_if_exception_type(SessionFailed), reraise=True)
         shortest_s = 0.5 * self.settings.session_s
+        failures = 0
+        served = False
         while deadline - loop.time() > self.settings.interval_s:
             end_at = loop.time() + self.settings.session_s * rng.uniform(0.5, 1.5)
             if deadline - end_at < shortest_s:  # no stub sessions squeezed in just before the deadline
                 end_at = deadline
             try:
-                await retrying(self._one_session, index, member_id, end_at)
+                await self._one_session(index, member_id, end_at, served)
+                failures, served = 0, True
             except SessionFailed:
-                self.stats.agents_gave_up += 1
-                return
+                failures += 1
+                delay = min(RETRY_MAX_S, RETRY_INITIAL_S * 2 ** (failures - 1)) + rng.uniform(0, RETRY_JITTER_S)
+                if deadline - (loop.time() + delay) <= self.settings.interval_s:
+                    break
+                await asyncio.sleep(delay)
+        if failures:
+            self.stats.agents_gave_up += 1  # its sessions were still failing when the load ended
 
-    async def _one_session(self, index: int, member_id: str, end_at: float) -> None:
-        await _Session(self.target, self._channel(index), member_id, self.stats).run(end_at, self.settings.interval_s)
+    async def _one_session(self, index: int, member_id: str, end_at: float, later: bool) -> None:
+        try:
+            await self.target.session_start(self._channel(index), member_id)
+        except (aio.AioRpcError, TimeoutError) as exc:
+            _count_failure(self.stats, exc)
+            raise SessionFailed(str(exc)) from exc
+        await _Session(self.target, self._channel(index), member_id, self.stats, later).run(
+            end_at, self.settings.interval_s)

@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/heartbeat_workers.py`
 
 from grpc import aio
 
+from benchmarks.echo_server import FULL_UNARY_METHOD
 from benchmarks.heartbeat_load import (
     EchoTarget,
     LoadGenerator,
@@ -68,7 +69,7 @@ class TargetSpec:
     def target(self) -> Target:
         if self.kind == "manager":
             return ManagerTarget(self.credential, self.name)
-        return EchoTarget(self.full_method, self.credential)
+        return EchoTarget(self.full_method, self.credential, FULL_UNARY_METHOD)
 
     def make_channel(self, options: list[tuple[str, Any]] | None = None) -> aio.Channel:
         if self.ca_file is None:

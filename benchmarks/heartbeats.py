@@ -5,19 +5,23 @@
 
 What runs: a `bench-manager` subprocess (loopback port, temp dir with its own SQLite file and tokens,
 `--no-sge --provider none`, LOST detection pushed to an hour) and N simulated agents shared by
-`--processes` load processes (`heartbeat_workers.py`; each runs its slice on its own asyncio loop, one TCP
-connection per 50 agents, see `heartbeat_load.py`), so one Python event loop does not cap the figures.
-Each agent registers, then keeps opening `Connect` sessions: Hello, heartbeats at `--interval`, close after about
-`--session-seconds`, reconnect. The same agents, rates and session pattern are also pointed at
-`echo_server.py`, a grpc.aio server whose one bidirectional stream returns every message. Both are
-measured by the same code, one after the other, on the same machine; the ratio is the figure. With
-`--rounds 2` (or more) each server gets several phases in alternating order (manager, echo, echo,
-manager, ...), each with a fresh server, so drifting background load on the machine weighs on both.
+`--processes` load processes (`heartbeat_workers.py`; each runs its slice on its own asyncio loop; one TCP
+connection per agent as real agents hold them, or `--agents-per-connection`, see `heartbeat_load.py`), so
+one Python event loop does not cap the figures. The agents' first connects are spread over `--ramp-seconds`.
+Each agent registers, then keeps opening sessions as the real agent does: Register, then `Connect`: Hello,
+heartbeats at `--interval`, close after about `--session-seconds`, reconnect (a failed session is retried
+with the real agent's backoff, 0.2 s doubling up to 5 s, jittered). The same agents, rates and session
+pattern are also pointed at `echo_server.py`, a grpc.aio server whose one bidirectional stream returns every
+message (and a unary call returning its request, in place of Register). Both are measured by the same code,
+one after the other, on the same machine; the ratio is the figure. With `--rounds 2` (or more) each server
+gets several phases in alternating order (manager, echo, echo, manager, ...), each with a fresh server, so
+drifting background load on the machine weighs on both.
 
 TLS: the manager is measured twice per round, with TLS (as deployed: cluster CA, each simulated agent
 enrolled with AddNode, joined with its one-time token and connected with its own credential) and with
 `--insecure-plaintext`; the "Cost of TLS" table gives TLS / plaintext for the same load (goal: server
-CPU ≤ 1.3x at 1,000 agents).
+CPU ≤ 1.3x at 1,000 agents). The echo baseline serves TLS too (its own CA), so the manager/echo ratios
+compare like with like; `--echo-plaintext` measures it without.
 
 Figures, for each server:
 - heartbeats/s handled: heartbeats written on sessions the server then ended with OK, divided by the
@@ -127,7 +131,8 @@ async def measure(spec: TargetSpec, server: RunningServer, settings: LoadSetting
 
 
 async def run(settings: LoadSettings, rounds: int, keep_dir: Path | None, processes: int = 2,
-              plaintext: bool = True, announce: Announce = progress) -> tuple[Figures, Figures, Figures | None]:
+              plaintext: bool = True, announce: Announce = progress,
+              echo_tls: bool = True) -> tuple[Figures, Figures, Figures | None]:
     """`rounds` phases per server, rotating which goes first (A B C, C B A, ...) so that a change in the
     machine's other load during the run weighs on all servers alike. Every phase gets a fresh server.
     The manager runs twice per round: with TLS (as deployed) and plaintext, for the cost of TLS."""
@@ -147,9 +152,9 @@ async def run(settings: LoadSettings, rounds: int, keep_dir: Path | None, proces
             plain_phases.append(await measure(spec, server, settings, processes, True, announce))
 
     async def echo_phase(work: Path) -> None:
-        async with echo_server(work, announce) as server:
+        async with echo_server(work, announce, tls=echo_tls, max_members=settings.agents) as server:
             # a token of the manager's token length keeps the request metadata the same size
-            spec = TargetSpec("echo", EchoTarget.name, server.address, None, "x" * 43, FULL_METHOD)
+            spec = TargetSpec("echo", EchoTarget.name, server.address, _ca(server), "x" * 43, FULL_METHOD)
             echo_phases.append(await measure(spec, server, settings, processes, False, announce))
 
     with temp_work_dir(keep_dir) as root:
@@ -179,7 +184,9 @@ def print_report(console: Console, settings: LoadSettings, manager: Figures, ech
     offered = settings.agents / settings.interval_s
     details = Table(title=f"Heartbeat load: {settings.agents} agents, a beat every {settings.interval_s:g} s each "
                           f"(offered {offered:,.0f}/s), {settings.seconds:g} s x {manager.phases} phase(s) per server, "
-                          f"sessions ~{settings.session_s:g} s")
+                          f"sessions ~{settings.session_s:g} s, {settings.agents_per_connection} agent(s) "
+                          f"a connection, "
+                          f"first connects within {settings.ramp_s or settings.interval_s:g} s")
     details.add_column("")
     for figures in (manager, echo):
         details.add_column(figures.server, justify="right")
@@ -215,6 +222,10 @@ def print_report(console: Console, settings: LoadSettings, manager: Figures, ech
                     _num(r["latency_p50_ms"], 2))
     summary.add_row("command round trip p99 (ms)", _num(manager.latency_p99_ms, 2), _num(echo.latency_p99_ms, 2),
                     _num(r["latency_p99_ms"], 2))
+    summary.add_row("  reconnects only (after each agent's first session): p50", _num(manager.later_latency_p50_ms, 2),
+                    _num(echo.later_latency_p50_ms, 2), _num(r["later_latency_p50_ms"], 2))
+    summary.add_row("  reconnects only: p99", _num(manager.later_latency_p99_ms, 2),
+                    _num(echo.later_latency_p99_ms, 2), _num(r["later_latency_p99_ms"], 2))
     summary.add_row("server CPU %", _num(manager.server_cpu_percent), _num(echo.server_cpu_percent),
                     _num(r["server_cpu_percent"], 2))
     summary.add_row("server CPU % per 1,000 heartbeats/s", _num(manager.server_cpu_percent_per_1k_hb_s, 2),
@@ -268,12 +279,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds between one agent's heartbeats (default 0.1)")
     parser.add_argument("--session-seconds", type=_bounded(float, 0.2, MAX_SECONDS), default=3.0,
                         help="mean session length before an agent reconnects (default 3)")
+    parser.add_argument("--agents-per-connection", type=_bounded(int, 1, 64), default=1,
+                        help="simulated agents sharing one TCP/TLS connection (default 1, as real agents: each "
+                             "holds its own; the manager allows 64 streams per connection)")
+    parser.add_argument("--ramp-seconds", type=_bounded(float, 0, MAX_SECONDS), default=0.0,
+                        help="spread the agents' first connects over this many seconds (default: one "
+                             "--interval, i.e. every agent within 5 s, as after a manager restart)")
     parser.add_argument("--rounds", type=_bounded(int, 1, MAX_ROUNDS), default=1,
                         help="phases per server, alternating which goes first (default 1; 2 = ABBA)")
     parser.add_argument("--processes", type=_bounded(int, 1, 64), default=DEFAULT_PROCESSES,
                         help=f"load generator processes sharing the agents (default {DEFAULT_PROCESSES})")
     parser.add_argument("--no-plaintext", action="store_true",
                         help="skip the plaintext manager phase (and the cost-of-TLS table)")
+    parser.add_argument("--echo-plaintext", action="store_true",
+                        help="run the echo baseline without TLS (default: TLS, as the manager it is compared with)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the phase and session-length jitter")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--keep-dir", type=Path,
@@ -290,10 +309,11 @@ async def _main(args: argparse.Namespace, console: Console) -> int:
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     settings = LoadSettings(agents=args.agents, interval_s=args.interval, seconds=args.seconds,
-                            session_s=args.session_seconds, seed=args.seed)
+                            session_s=args.session_seconds, seed=args.seed,
+                            agents_per_connection=args.agents_per_connection, ramp_s=args.ramp_seconds)
     try:
         manager, echo, plain = await run(settings, args.rounds, args.keep_dir, args.processes,
-                                         not args.no_plaintext)
+                                         not args.no_plaintext, echo_tls=not args.echo_plaintext)
     except (ServerFailed, WorkerFailed) as exc:
         console.print(f"[red]heartbeats.py: {exc}[/red]")
         return 2

@@ -99,16 +99,12 @@ class AgentService(agent_pb2_grpc.ManagerServiceServicer):
         session.outbox.put_nowait(self._manager.mount_service.sync_command())
         log.info("agent connected", member=member_id)
         reader = asyncio.create_task(self._read_events(member_id, request_iterator, context, session))
+        reader.add_done_callback(lambda _reader: session.wake())
         try:
             while not session.closed.is_set() and not reader.done():
-                getter = asyncio.create_task(session.outbox.get())
-                closed = asyncio.create_task(session.closed.wait())
-                done, _ = await asyncio.wait({getter, closed, reader}, return_when=asyncio.FIRST_COMPLETED)
-                closed.cancel()
-                if getter in done:
-                    yield getter.result()
-                else:
-                    getter.cancel()
+                command = await session.outbox.get()
+                if command is not None and not session.closed.is_set() and not reader.done():
+                    yield command
             if reader.done() and not reader.cancelled() and (exc := reader.exception()) is not None:
                 if isinstance(exc, RequestError):
                     await context.abort(exc.code, exc.message)

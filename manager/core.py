@@ -39,7 +39,7 @@ log = get_logger("manager")
 
 VERSION = "0.1.0"
 SPOT_RESCHEDULE_MARGIN_S = 30.0
-PROMOTIONS_PER_YIELD = 50
+PROMOTIONS_PER_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -145,20 +145,23 @@ class ClusterManager:
         self.registry.flush()
 
     async def _promote_joined(self) -> None:
-        joined = [m.member_id for m in self.registry.in_any_order()
-                  if m.state == MemberState.JOINING and self.sessions.connected(m.member_id)]
-        for number, member_id in enumerate(joined, 1):
-            member = self.registry.get(member_id)
-            if member is None or member.state != MemberState.JOINING:
-                continue  # changed while we yielded
-            if member.role != "member" or not self.config.sge:
-                self.registry.transition(member.member_id, MemberEvent.SGE_READY, "agent-connected",
-                                         "agent connected" + ("" if self.config.sge else " (SGE not in use)"))
-            if number % PROMOTIONS_PER_YIELD == 0:
-                # Each promotion is a SQLite write; thousands of agents connecting at once must not hold
-                # the event loop for seconds (their Hellos time out meanwhile).
+        """JOINING members whose agent is connected become READY when SGE is not what decides (the
+        manager node's agent, or no SGE); with SGE the reconciler promotes members once qhost sees them.
+        One SQLite transaction per batch: thousands of agents connecting at once must not cost a commit
+        each, nor hold the event loop for seconds (their Hellos time out meanwhile)."""
+        joined = [member_id for member_id in self.registry.joining_ids() if self.sessions.connected(member_id)]
+        for start in range(0, len(joined), PROMOTIONS_PER_BATCH):
+            if start:
                 await asyncio.sleep(0)
-            # With SGE, the reconciler's SGE pass promotes members once qhost sees them.
+            batch = []
+            for member_id in joined[start:start + PROMOTIONS_PER_BATCH]:
+                member = self.registry.get(member_id)  # it may have changed while we yielded
+                if (member is not None and member.state == MemberState.JOINING
+                        and (member.role != "member" or not self.config.sge)):
+                    batch.append(member_id)
+            if batch:
+                self.registry.transition_many(batch, MemberEvent.SGE_READY, "agent-connected",
+                                              "agent connected" + ("" if self.config.sge else " (SGE not in use)"))
 
     # policy -----------------------------------------------------------------------------------
     def policy(self) -> dict[str, int | str]:

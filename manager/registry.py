@@ -51,6 +51,8 @@ class MemberRegistry:
         self._events = events
         self._clock = clock
         self._members: dict[str, MemberRecord] = {m.member_id: m for m in store.members()}
+        # JOINING members, kept with every change: the liveness tick looks only at these, not at all 10,000.
+        self._joining: set[str] = {m for m, r in self._members.items() if r.state == MemberState.JOINING}
         self._dirty: set[str] = set()
         # Liveness is judged from heartbeats seen by *this* process: after a restart every member
         # gets a full lost_after_s to reconnect before it is declared LOST.
@@ -67,6 +69,10 @@ class MemberRegistry:
         """Every record, unsorted: for counting and filtering on hot paths (10,000 members)."""
         return list(self._members.values())
 
+    def joining_ids(self) -> list[str]:
+        """Member ids in state JOINING, in no particular order."""
+        return list(self._joining)
+
     def get(self, member_id: str) -> MemberRecord | None:
         return self._members.get(member_id)
 
@@ -80,19 +86,36 @@ class MemberRegistry:
     def transition(self, member_id: str, event: MemberEvent, stimulus: str, reason: str,
                    **changes: object) -> MemberRecord:
         """Apply a lifecycle event; persisted (member row + transition row, atomically) first."""
+        return self.transition_many([member_id], event, stimulus, reason, **changes)[0]
+
+    def transition_many(self, member_ids: list[str], event: MemberEvent, stimulus: str, reason: str,
+                        **changes: object) -> list[MemberRecord]:
+        """The same event for several members, persisted in one SQLite transaction (all or none) before any
+        of them changes in memory: one commit for a batch instead of one per member."""
         now = self._clock()
-        current = self._members.get(member_id)
-        from_state = current.state if current else None
-        to_state = next_state(from_state, event)
-        if current is None:
-            current = MemberRecord(member_id=member_id, state=to_state, state_since=now)
-        updated = current.with_changes(state=to_state, **changes)
-        if to_state != from_state:
-            updated = updated.with_changes(state_since=now)
-        record = TransitionRecord(member_id, from_state.value if from_state else "NEW", to_state.value, now,
-                                  stimulus, reason)
-        self._store.save_transition(updated, record)
-        self._members[member_id] = updated
+        planned: list[tuple[MemberRecord, TransitionRecord, MemberState | None]] = []
+        for member_id in member_ids:
+            current = self._members.get(member_id)
+            from_state = current.state if current else None
+            to_state = next_state(from_state, event)
+            if current is None:
+                current = MemberRecord(member_id=member_id, state=to_state, state_since=now)
+            updated = current.with_changes(state=to_state, **changes)
+            if to_state != from_state:
+                updated = updated.with_changes(state_since=now)
+            record = TransitionRecord(member_id, from_state.value if from_state else "NEW", to_state.value, now,
+                                      stimulus, reason)
+            planned.append((updated, record, from_state))
+        self._store.save_transitions([(updated, record) for updated, record, _ in planned])
+        for updated, record, from_state in planned:
+            self._applied(updated, record, from_state, stimulus, reason)
+        return [updated for updated, _, _ in planned]
+
+    def _applied(self, updated: MemberRecord, record: TransitionRecord, from_state: MemberState | None,
+                 stimulus: str, reason: str) -> None:
+        """In memory, hooks, log and event of a transition already persisted."""
+        member_id, to_state = updated.member_id, updated.state
+        self._put(updated)
         self._dirty.discard(member_id)
         if to_state == MemberState.TERMINATED:
             for hook in self.on_terminated:
@@ -100,17 +123,24 @@ class MemberRegistry:
         if to_state != from_state:
             log.info("member transition", member=member_id, from_state=record.from_state, to_state=to_state.value,
                      stimulus=stimulus, reason=reason)
-            self._events.publish(ClusterEventData(now, "transition", f"{member_id}: {record.from_state} → "
+            self._events.publish(ClusterEventData(record.at, "transition", f"{member_id}: {record.from_state} → "
                                                   f"{to_state.value} ({reason})", member_id,
                                                   {"from": record.from_state, "to": to_state.value,
                                                    "stimulus": stimulus}))
-        return updated
+
+    def _put(self, record: MemberRecord) -> None:
+        """The one place a record is stored in memory: keeps the JOINING index in step."""
+        self._members[record.member_id] = record
+        if record.state == MemberState.JOINING:
+            self._joining.add(record.member_id)
+        else:
+            self._joining.discard(record.member_id)
 
     def update(self, member_id: str, **changes: object) -> MemberRecord:
         """Persist non-lifecycle changes (drain progress, SGE configuration flag)."""
         updated = self._members[member_id].with_changes(**changes)
         self._store.save_member(updated)
-        self._members[member_id] = updated
+        self._put(updated)
         self._dirty.discard(member_id)
         return updated
 
@@ -132,7 +162,15 @@ class MemberRegistry:
                 "(start a new node)")
         if current is not None and current.state in (MemberState.READY, MemberState.DRAINING,
                                                       MemberState.INTERRUPTED):
-            # An agent (or manager) restart: same member, same state.
+            # An agent (or manager) restart, or a reconnect: same member, same state. Every session of a
+            # real agent starts with Register; with the same name, address and role what changes is what a
+            # heartbeat carries, so it is written with the next heartbeat flush, not by a commit of its own
+            # (10,000 agents reconnecting to a restarted manager would queue 10,000 commits on the loop).
+            if (current.hostname, current.ip, current.role) == (node.hostname, node.ip, node.role):
+                updated = current.with_changes(**details)
+                self._put(updated)
+                self._dirty.add(node.node_id)
+                return updated
             return self.update(node.node_id, **details)
         if current is None or not current.joined_at:
             details["joined_at"] = now

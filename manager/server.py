@@ -34,6 +34,12 @@ def build_server(manager: ClusterManager, max_message_bytes: int,
         options=[
             # One connection cannot open more streams than this at once.
             ("grpc.max_concurrent_streams", 64),
+            # Calls that arrived but that the Python server has not taken up yet. gRPC's defaults (1,000, hard
+            # limit 3,000) cancel the calls beyond them: when 10,000 agents reconnect within seconds (a manager
+            # restart) most of them were CANCELLED before any handler saw them and came back as retries.
+            # Queued instead, each waits its turn; the same cap as concurrent RPCs bounds the queue.
+            ("grpc.server.max_pending_requests", max_concurrent_rpcs),
+            ("grpc.server.max_pending_requests_hard_limit", max_concurrent_rpcs),
             # gRPC's own limit sits above ours so oversized messages reach the guard (INVALID_ARGUMENT).
             ("grpc.max_receive_message_length", max(max_message_bytes * 4, 4 * 1024 * 1024)),
             ("grpc.keepalive_time_ms", 20_000),

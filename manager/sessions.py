@@ -26,12 +26,18 @@ class SessionBusy(Exception):
 @dataclass
 class AgentSession:
     member_id: str
-    outbox: asyncio.Queue[agent_pb2.ManagerCommand] = field(default_factory=asyncio.Queue)
+    # None is a wake-up, not a command: the stream's writer then looks at why (closed, reader ended).
+    # One queue to wait on keeps the writer at one await per command (no helper tasks).
+    outbox: asyncio.Queue[agent_pb2.ManagerCommand | None] = field(default_factory=asyncio.Queue)
     pending: dict[str, asyncio.Future[agent_pb2.CommandResult]] = field(default_factory=dict)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def wake(self) -> None:
+        self.outbox.put_nowait(None)
+
     def close(self) -> None:
         self.closed.set()
+        self.wake()
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(AgentUnavailable(f"agent {self.member_id} disconnected"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,14 +204,19 @@ class Store:
 
     def save_transition(self, member: MemberRecord, transition: TransitionRecord) -> None:
         """Write the member's new state and the transition that led to it atomically."""
+        self.save_transitions([(member, transition)])
+
+    def save_transitions(self, changes: Sequence[tuple[MemberRecord, TransitionRecord]]) -> None:
+        """Several members' new states and their transitions in one transaction: all or none. One commit
+        (one WAL sync) for a batch instead of one each, e.g. when thousands of agents connect at once."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self.save_member(member)
-            self._db.execute(
+            for member, _ in changes:
+                self.save_member(member)
+            self._db.executemany(
                 "INSERT INTO transitions (member_id, from_state, to_state, at, stimulus, reason) "
                 "VALUES (?,?,?,?,?,?)",
-                (transition.member_id, transition.from_state, transition.to_state, transition.at,
-                 transition.stimulus, transition.reason),
+                [(t.member_id, t.from_state, t.to_state, t.at, t.stimulus, t.reason) for _, t in changes],
             )
             self._db.execute("COMMIT")
         except BaseException:
