@@ -39,6 +39,13 @@ MANAGER_LOAD_RUNNING = re.compile(r"bench-manager: \d+ agents registered; load r
 SIGTERM_BIT = 1 << (signal.SIGTERM - 1)
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """A runner started in the background by a non-interactive shell (`make test &`, CI wrappers) has
+    SIGINT ignored, and Python then installs no KeyboardInterrupt handler in its children: the Ctrl-C
+    these tests send would be lost. Give the benchmark the disposition it has in a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Benchmark:
     """heartbeats.py as a subprocess leading a process group of its own, its output (stdout and stderr)
     read line by line by a thread, so that every wait here is bounded. Leaving the `with` block kills
@@ -47,7 +54,7 @@ class Benchmark:
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_ctrl_c_as_in_a_terminal)
         self.pgid = self.proc.pid
         self.servers: list[psutil.Process] = []
         self._lines: list[str] = []
