@@ -110,10 +110,13 @@ wait_active() {
 }
 for d in bench-manager bench-agent; do wait_active "$d" || echo "$d never became active" >> "$R/driver.log"; done
 for u in bench-first-boot bench-manager bench-agent sge-qmaster bench-spark-master; do show "$u" "initial-$u.txt"; done
-# The Spark master's JVM answers on its REST port (a JVM takes a while to start: bounded wait).
+# The Spark master's JVM answers on its REST port and is ALIVE (a JVM takes a while to start, and a
+# master with recovery state answers STANDBY / RECOVERING first: bounded wait).
 for _ in $(seq 1 120); do
-  /opt/bench/venv/bin/python -c 'import urllib.request as u
-print(u.urlopen("http://127.0.0.1:8080/json/", timeout=2).read().decode())' > "$R/spark-master.json" 2>/dev/null \
+  /opt/bench/venv/bin/python -c 'import json, sys, urllib.request as u
+body = u.urlopen("http://127.0.0.1:8080/json/", timeout=2).read().decode()
+print(body)
+sys.exit(0 if json.loads(body).get("status") == "ALIVE" else 1)' > "$R/spark-master.json" 2>/dev/null \
     && break
   sleep 1
 done
