@@ -98,6 +98,7 @@ getent passwd bench-manager >/dev/null || useradd --system --user-group --groups
   --home-dir /var/lib/bench-manager --no-create-home --shell /usr/sbin/nologin bench-manager
 install -d -m 0755 /opt/bench /data /data/mounts
 install -d -m 2775 -o root -g bench /data/logs
+install -d -m 0755 -o bench-manager -g bench /data/.spark
 install -d -m 1777 /scratch
 # 0755: users read the cluster CA (tls/ca.crt); every secret inside is created 0600/0640 on its own.
 install -d -m 0755 -o root -g bench /etc/bench

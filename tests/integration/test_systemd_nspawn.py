@@ -120,6 +120,11 @@ sys.exit(0 if json.loads(body).get("status") == "ALIVE" else 1)' > "$R/spark-mas
     && break
   sleep 1
 done
+# The manager publishes the cluster's Spark status for the kernels on /data (bounded wait).
+for _ in $(seq 1 60); do
+  [ -s /data/.spark/cluster.json ] && cp /data/.spark/cluster.json "$R/spark-status.json" && break
+  sleep 1
+done
 journalctl -b --no-pager > "$R/journal-initial.txt" 2>&1
 for d in bench-manager bench-agent; do
   pid=$(prop "$d" MainPID)
@@ -437,6 +442,13 @@ def test_manager_role_runs_the_spark_master(booted: Path) -> None:
     manager = tomllib.loads((booted / "manager.toml").read_text())
     assert manager["spark_master_url"] == "spark://127.0.0.1:7077"
     assert manager["spark_ui_url"] == "http://127.0.0.1:8080"
+
+
+def test_manager_publishes_the_spark_status_for_kernels(booted: Path) -> None:
+    """The hardened manager unit may write /data/.spark (its status file and the kernels' registrations)."""
+    status = booted / "spark-status.json"
+    assert status.exists(), _tail(booted / "journal.txt")
+    assert "spark://127.0.0.1:7077" in status.read_text()
 
 
 def test_first_boot_wrote_the_role_configuration(booted: Path) -> None:
