@@ -136,6 +136,12 @@ class MemberRegistry:
         else:
             self._joining.discard(record.member_id)
 
+    def _put_unflushed(self, record: MemberRecord) -> MemberRecord:
+        """In memory now, in SQLite with the next heartbeat flush (no commit of its own)."""
+        self._put(record)
+        self._dirty.add(record.member_id)
+        return record
+
     def update(self, member_id: str, **changes: object) -> MemberRecord:
         """Persist non-lifecycle changes (drain progress, SGE configuration flag)."""
         updated = self._members[member_id].with_changes(**changes)
@@ -167,10 +173,7 @@ class MemberRegistry:
             # heartbeat carries, so it is written with the next heartbeat flush, not by a commit of its own
             # (10,000 agents reconnecting to a restarted manager would queue 10,000 commits on the loop).
             if (current.hostname, current.ip, current.role) == (node.hostname, node.ip, node.role):
-                updated = current.with_changes(**details)
-                self._put(updated)
-                self._dirty.add(node.node_id)
-                return updated
+                return self._put_unflushed(current.with_changes(**details))
             return self.update(node.node_id, **details)
         if current is None or not current.joined_at:
             details["joined_at"] = now
@@ -183,11 +186,9 @@ class MemberRegistry:
             return None
         now = self._clock()
         self._last_seen[member_id] = now
-        self._members[member_id] = current.with_changes(
+        return self._put_unflushed(current.with_changes(
             capacity=beat.capacity, running_jobs=beat.running_jobs, mounts=beat.mounts, last_heartbeat=now,
-            agent_version=beat.agent_version or current.agent_version)
-        self._dirty.add(member_id)
-        return self._members[member_id]
+            agent_version=beat.agent_version or current.agent_version))
 
     def _take_dirty(self) -> list[MemberRecord]:
         dirty = [self._members[m] for m in self._dirty if m in self._members]
