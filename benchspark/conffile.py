@@ -145,7 +145,7 @@ def _sha(data: bytes) -> str:
 
 def write_cluster_file(path: Path, text: str) -> WriteResult:
     """Write `text` unless the user edited the file since the cluster last wrote it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_dirs_readable(path.parent)
     marker = path.parent / WRITTEN_HASH
     data = text.encode()
     if path.exists():
@@ -153,15 +153,27 @@ def write_cluster_file(path: Path, text: str) -> WriteResult:
         recorded = marker.read_text().strip() if marker.exists() else ""
         if _sha(current) == _sha(data):
             if recorded != _sha(data):
-                marker.write_text(_sha(data) + "\n")
+                _atomic_write(marker, (_sha(data) + "\n").encode())
             return WriteResult(path, written=False)
         if recorded != _sha(current):
             proposed = path.with_name(path.name + PROPOSED_SUFFIX)
             _atomic_write(proposed, data)
             return WriteResult(path, written=False, proposed=proposed)
     _atomic_write(path, data)
-    marker.write_text(_sha(data) + "\n")
+    _atomic_write(marker, (_sha(data) + "\n").encode())
     return WriteResult(path, written=True)
+
+
+def _make_dirs_readable(directory: Path) -> None:
+    """Create `directory` and missing parents 0755 whatever the writer's umask: the packaged manager runs
+    with UMask=0027, and the kernels that read these files run as ordinary users."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for created in reversed(missing):
+        created.mkdir(exist_ok=True)
+        os.chmod(created, 0o755)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

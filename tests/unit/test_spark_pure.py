@@ -3,13 +3,15 @@ Remote slots as no-scale demand in the autoscaler."""
 
 from __future__ import annotations
 
+import os
 import pwd
+import stat
 from pathlib import Path
 
 import pytest
 
 from benchspark import conffile
-from benchspark.sizing import executor_size, fits
+from benchspark.sizing import ExecutorSize, executor_size, fits
 from manager.autoscaler import PendingJob, ScalerConfig, Snapshot, plan
 from manager.autoscaler.model import GIB, JobHold
 from manager.spark import api
@@ -73,6 +75,25 @@ def test_a_users_edit_is_never_overwritten(tmp_path: Path) -> None:
     result = conffile.write_cluster_file(path, "spark.a 3\n")
     assert not result.written and path.read_text() == "spark.a 99\n"
     assert result.proposed is not None and result.proposed.read_text() == "spark.a 3\n"
+
+
+def test_files_are_readable_by_every_user_whatever_the_writers_umask(tmp_path: Path) -> None:
+    facts = conffile.ClusterFacts(master_url="spark://10.0.0.1:7077", driver_host="10.0.0.1", python="/usr/bin/python3",
+                                  executor=ExecutorSize(cores=1, memory_mb=1024, per_member=1), max_executors=2)
+    old = os.umask(0o027)  # the packaged manager's unit
+    try:
+        results = conffile.write_all(facts, tmp_path)
+    finally:
+        os.umask(old)
+    spark_root = tmp_path / ".spark"
+    for result in results:
+        directory = result.path.parent
+        while directory != tmp_path:  # every user may enter and list each directory down to the file
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o755, directory
+            directory = directory.parent
+        assert stat.S_IMODE(result.path.stat().st_mode) == 0o644
+        assert stat.S_IMODE((result.path.parent / conffile.WRITTEN_HASH).stat().st_mode) == 0o644
+    assert spark_root.is_dir()
 
 
 def test_slot_planning_submits_what_is_missing_and_cancels_surplus_pending() -> None:
