@@ -4,6 +4,9 @@ that a user's edit is never silently overwritten.
 The cluster remembers the SHA-256 of what it last wrote (`.bench-written` next to the file). If the
 file on disk no longer has that hash, a person edited it: the cluster leaves it alone and puts what
 it would have written next to it (`spark-defaults.conf.cluster`) so the user can compare.
+
+Users edit these files (as themselves, not root): the cluster writes them group-writable for an editors'
+group (the manager's `spark_conf_group`) in setgid directories, and readable by every user.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,9 +147,12 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_cluster_file(path: Path, text: str) -> WriteResult:
-    """Write `text` unless the user edited the file since the cluster last wrote it."""
-    _make_dirs_readable(path.parent)
+def write_cluster_file(path: Path, text: str, editors_gid: int | None = None) -> WriteResult:
+    """Write `text` unless the user edited the file since the cluster last wrote it.
+
+    `editors_gid`: the group whose members may edit the file (its directory setgid and group-writable,
+    so editors that replace the file work too); None: the writer alone, readable by all."""
+    editors_gid = _settle_directory(path.parent, editors_gid)
     marker = path.parent / WRITTEN_HASH
     data = text.encode()
     if path.exists():
@@ -154,38 +161,66 @@ def write_cluster_file(path: Path, text: str) -> WriteResult:
         if _sha(current) == _sha(data):
             if recorded != _sha(data):
                 _atomic_write(marker, (_sha(data) + "\n").encode())
+            _settle_file(path, editors_gid)
             return WriteResult(path, written=False)
         if recorded != _sha(current):
             proposed = path.with_name(path.name + PROPOSED_SUFFIX)
             _atomic_write(proposed, data)
             return WriteResult(path, written=False, proposed=proposed)
-    _atomic_write(path, data)
+    _atomic_write(path, data, 0o644 if editors_gid is None else 0o664)
     _atomic_write(marker, (_sha(data) + "\n").encode())
     return WriteResult(path, written=True)
 
 
-def _make_dirs_readable(directory: Path) -> None:
-    """Create `directory` and missing parents 0755 whatever the writer's umask: the packaged manager runs
-    with UMask=0027, and the kernels that read these files run as ordinary users."""
+def _settle_directory(directory: Path, editors_gid: int | None) -> int | None:
+    """Create `directory` (and missing parents 0755) and give it its mode every time, whatever the writer's
+    umask: the packaged manager runs with UMask=0027 and the kernels reading these files as ordinary users,
+    and the editors' group may appear after the directory did. Returns the editors' group in effect."""
     missing = []
-    while not directory.exists():
-        missing.append(directory)
-        directory = directory.parent
+    parent = directory
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
     for created in reversed(missing):
         created.mkdir(exist_ok=True)
         os.chmod(created, 0o755)
+    mode = 0o755
+    if editors_gid is not None:
+        if directory.stat().st_gid != editors_gid:
+            try:
+                os.chown(directory, -1, editors_gid)
+            except PermissionError:  # the writer is not in that group: it keeps the files to itself
+                editors_gid = None
+        if editors_gid is not None:
+            mode = 0o2775  # files created inside (editors' saves, the cluster's) take the editors' group
+    if stat.S_IMODE(directory.stat().st_mode) != mode:
+        os.chmod(directory, mode)
+    return editors_gid
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _settle_file(path: Path, editors_gid: int | None) -> None:
+    """The cluster's unchanged file takes the editors' group and mode (the group may have changed)."""
+    try:
+        if editors_gid is not None and path.stat().st_gid != editors_gid:
+            os.chown(path, -1, editors_gid)
+        mode = 0o644 if editors_gid is None or path.stat().st_gid != editors_gid else 0o664
+        if stat.S_IMODE(path.stat().st_mode) != mode:
+            os.chmod(path, mode)
+    except PermissionError:  # a user's own file (saved by replacing ours): theirs to keep as it is
+        pass
+
+
+def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
-    os.chmod(tmp, 0o644)
+    os.chmod(tmp, mode)
     tmp.replace(path)
 
 
-def write_all(facts: ClusterFacts, data_root: str | Path | None = None) -> list[WriteResult]:
+def write_all(facts: ClusterFacts, data_root: str | Path | None = None,
+              editors_gid: int | None = None) -> list[WriteResult]:
     results = []
     for kind in ("local", "remote", "dynamic"):
         settings, comments = settings_for(kind, facts)
-        results.append(write_cluster_file(conf_file(kind, data_root), render(settings, comments)))
+        results.append(write_cluster_file(conf_file(kind, data_root), render(settings, comments), editors_gid))
     return results

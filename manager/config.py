@@ -4,6 +4,7 @@ command line, validated once at start (a bad value stops the daemon with a messa
 from __future__ import annotations
 
 import argparse
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -12,6 +13,8 @@ from typing import Any
 
 from common.addresses import parse_host_port
 from common.units import parse_size
+
+_GROUP_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
 HARD_MEMBER_LIMIT = 50
 MAX_HARD_LIMIT = 10_000  # the largest load measured (benchmarks/heartbeats.py --agents 10000)
@@ -83,6 +86,9 @@ class ManagerConfig:
     spark_ui_url: str = ""  # the master's web UI, reachable from the workspace node
     spark_driver_host: str = ""  # the workspace node's address members reach drivers at
     spark_python: str = ""  # interpreter for drivers, executors and slot jobs (default: the manager's)
+    # Members of this Unix group may edit the kernels' spark-defaults.conf (users edit them, then restart
+    # the kernel). A group missing on the node leaves the files to the manager (still readable by all).
+    spark_conf_group: str = "bench-users"
     # Web access (issue 19): HTTPS on this port of every listen host, when enabled (workspace-ctl
     # cluster web-access enable). 0 picks a free port (tests).
     web_port: int = 50443
@@ -142,6 +148,9 @@ class ManagerConfig:
             problems.append("max_message_bytes must be ≥ 1024")
         if not self.cluster_id.replace("-", "").isalnum():
             problems.append(f"cluster_id must be letters, digits and '-', got {self.cluster_id!r}")
+        if self.spark_conf_group and not _GROUP_NAME.fullmatch(self.spark_conf_group):
+            problems.append(f"spark_conf_group must be a Unix group name (lower case, digits, '_', '-'; at most 32), "
+                            f"got {self.spark_conf_group!r}")
         if problems:
             raise ConfigError("invalid manager configuration:\n  - " + "\n  - ".join(problems))
 
@@ -265,6 +274,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--web-sample-interval", dest="web_sample_interval_s", type=float,
       help="seconds between history samples for the web page's plots (default 10)")
     a("--spark-python", help="Python for Spark drivers/executors (default: the manager's interpreter)")
+    a("--spark-conf-group", help="Unix group whose members may edit the kernels' spark-defaults.conf "
+                                 "(default bench-users; empty: only the manager)")
 
 
 def config_from_args(args: argparse.Namespace) -> ManagerConfig:

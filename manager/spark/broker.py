@@ -12,6 +12,7 @@ Every HTTP call and SGE command has a timeout; an unreachable master leaves ever
 from __future__ import annotations
 
 import asyncio
+import grp
 import json
 import os
 import sys
@@ -77,6 +78,7 @@ class SparkBroker:
         self.view = SparkView(master_url=config.spark_master_url, ui_url=config.spark_ui_url)
         self._logged: dict[str, tuple[int | None, int]] = {}
         self._first_seen: dict[str, float] = {}
+        self._editors_missing_logged = False
         self.executor = self._executor_size()
 
     # --- configuration files ---------------------------------------------------------------------
@@ -91,8 +93,22 @@ class SparkBroker:
             python=self.config.spark_python or sys.executable, executor=self.executor,
             max_executors=max(max_members, 1) * self.executor.per_member)
 
+    def _editors_gid(self) -> int | None:
+        """The editors' group, looked up every pass: an operator may create it while the cluster runs."""
+        name = self.config.spark_conf_group
+        if not name:
+            return None
+        try:
+            return grp.getgrnam(name).gr_gid
+        except KeyError:
+            if not self._editors_missing_logged:
+                log.warning("spark conf: editors' group missing, only the manager may edit the files",
+                            group=name, hint=f"groupadd {name}; usermod -aG {name} USER")
+                self._editors_missing_logged = True
+            return None
+
     def write_conf_files(self, max_members: int) -> None:
-        for result in conffile.write_all(self.facts(max_members), self.data_root):
+        for result in conffile.write_all(self.facts(max_members), self.data_root, self._editors_gid()):
             if result.proposed is not None:
                 log.info("spark conf edited by a user: kept", path=str(result.path), proposal=str(result.proposed))
         apps = apps_dir(self.data_root)

@@ -94,8 +94,11 @@ retry apt apt_install || die "apt-get could not install ${PACKAGES[*]}"
 
 say "creating accounts and directories"
 getent group bench >/dev/null || groupadd --system bench
+# Workspace users who may edit the PySpark kernels' spark-defaults.conf (usermod -aG bench-users USER).
+getent group bench-users >/dev/null || groupadd bench-users
 getent passwd bench-manager >/dev/null || useradd --system --user-group --groups bench \
   --home-dir /var/lib/bench-manager --no-create-home --shell /usr/sbin/nologin bench-manager
+usermod -aG bench-users bench-manager  # it gives the conf files that group
 install -d -m 0755 /opt/bench /data /data/mounts
 install -d -m 2775 -o root -g bench /data/logs
 install -d -m 0755 -o bench-manager -g bench /data/.spark

@@ -4,6 +4,7 @@ answer computed here without Spark, and Spark's REST view of workers."""
 
 from __future__ import annotations
 
+import grp
 import json
 import pwd
 import subprocess
@@ -16,19 +17,33 @@ from typing import Any
 from tests.conftest import require
 
 USER = "benchspark"
+EDITORS = "bench-users"  # the manager's default spark_conf_group
 REPO = Path(__file__).resolve().parents[2]
 MASTER_UI = "http://10.231.0.1:8080"
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda"]
 
 
 def ensure_user() -> str:
-    """An ordinary user (uid >= 1000, SGE's min_uid) with a home for Jupyter's runtime files."""
+    """An ordinary user (uid >= 1000, SGE's min_uid) with a home for Jupyter's runtime files, in the group
+    that may edit the kernels' spark-defaults.conf (as an operator adds a workspace's users)."""
     require(Path("/usr/sbin/useradd").exists() or Path("/sbin/useradd").exists(), "useradd")
+    try:
+        grp.getgrnam(EDITORS)
+    except KeyError:
+        subprocess.run(["groupadd", EDITORS], check=True, capture_output=True, timeout=30)
     try:
         pwd.getpwnam(USER)
     except KeyError:
         subprocess.run(["useradd", "-m", "-s", "/bin/bash", USER], check=True, capture_output=True, timeout=30)
+    if USER not in grp.getgrnam(EDITORS).gr_mem:
+        subprocess.run(["usermod", "-aG", EDITORS, USER], check=True, capture_output=True, timeout=30)
     return USER
+
+
+def as_user(*argv: str) -> subprocess.CompletedProcess[str]:
+    user = ensure_user()
+    return subprocess.run(["/usr/sbin/runuser", "-u", user, "--", *argv], capture_output=True, text=True,
+                          timeout=60, check=False, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
 
 
 def write_words(path: Path, lines: int = 4000) -> None:

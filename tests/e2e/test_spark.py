@@ -5,6 +5,7 @@ run in `make test`; sharing with SGE, kill -9 recovery and drains (minutes of JV
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import shutil
@@ -20,8 +21,11 @@ from benchspark.paths import conf_file
 from tests.e2e.cluster_helpers import max_concurrency_by_host, qacct_tasks, qsub, sge
 from tests.e2e.localcluster import LocalCluster, job_script
 from tests.e2e.spark_helpers import (
+    EDITORS,
     USER,
     answer_of,
+    as_user,
+    ensure_user,
     expected_answer,
     finish_kernel,
     java_pids,
@@ -166,13 +170,20 @@ def cores_in_use() -> dict[str, tuple[int, int]]:
 
 @pytest.fixture
 def edited_conf() -> Iterator[Callable[[str, str], None]]:
-    """Edit a kernel's spark-defaults.conf as a user would; the original comes back afterwards."""
+    """Edit a kernel's spark-defaults.conf as a user would (the ordinary test user, a member of the editors'
+    group); the original comes back afterwards."""
     originals: dict[Path, str] = {}
+    ensure_user()
+    editors = grp.getgrnam(EDITORS).gr_gid
 
     def edit(kind: str, line: str) -> None:
         path = conf_file(kind)
+        # the manager gives the files the editors' group on its next pass once the group exists
+        wait_until(lambda: path.stat().st_gid == editors and path.parent.stat().st_gid == editors, 30,
+                   f"{path} in group {EDITORS}")
         originals.setdefault(path, path.read_text())
-        path.write_text(originals[path] + line + "\n")
+        edited = as_user("sh", "-c", 'printf "%s\\n" "$1" >> "$2"', "sh", line, str(path))
+        assert edited.returncode == 0, f"{USER} could not edit {path}: {edited.stderr}"
 
     yield edit
     for path, text in originals.items():

@@ -125,6 +125,16 @@ for _ in $(seq 1 60); do
   [ -s /data/.spark/cluster.json ] && cp /data/.spark/cluster.json "$R/spark-status.json" && break
   sleep 1
 done
+# Users edit the kernels' spark-defaults.conf as themselves: a member of bench-users may, another may read.
+conf=/data/.spark/local/conf/spark-defaults.conf
+useradd -m sparkeditor && usermod -aG bench-users sparkeditor
+useradd -m sparkreader
+stat -c '%a %U %G %n' /data/.spark/local/conf "$conf" > "$R/spark-conf-modes.txt" 2>&1
+runuser -u sparkeditor -- sh -c "echo 'spark.executor.memory 1g' >> $conf" > "$R/spark-conf-edit.txt" 2>&1
+echo "editor rc=$?" >> "$R/spark-conf-edit.txt"
+runuser -u sparkreader -- sh -c "echo 'spark.executor.cores 64' >> $conf" >> "$R/spark-conf-edit.txt" 2>&1
+echo "reader rc=$?" >> "$R/spark-conf-edit.txt"
+runuser -u sparkreader -- cat "$conf" > "$R/spark-conf-read.txt" 2>&1
 journalctl -b --no-pager > "$R/journal-initial.txt" 2>&1
 for d in bench-manager bench-agent; do
   pid=$(prop "$d" MainPID)
@@ -449,6 +459,17 @@ def test_manager_publishes_the_spark_status_for_kernels(booted: Path) -> None:
     status = booted / "spark-status.json"
     assert status.exists(), _tail(booted / "journal.txt")
     assert "spark://127.0.0.1:7077" in status.read_text()
+
+
+def test_users_of_the_editors_group_edit_the_spark_conf_others_read_it(booted: Path) -> None:
+    """Under the manager's UMask=0027 the kernels (ordinary users) still read the files; bench-users edit them."""
+    modes = (booted / "spark-conf-modes.txt").read_text().splitlines()
+    assert modes == ["2775 bench-manager bench-users /data/.spark/local/conf",
+                     "664 bench-manager bench-users /data/.spark/local/conf/spark-defaults.conf"]
+    edit = (booted / "spark-conf-edit.txt").read_text()
+    assert "editor rc=0" in edit and "reader rc=1" in edit and "Permission denied" in edit, edit
+    read = (booted / "spark-conf-read.txt").read_text()
+    assert "spark.master local[*]" in read and read.rstrip().endswith("spark.executor.memory 1g"), read
 
 
 def test_first_boot_wrote_the_role_configuration(booted: Path) -> None:

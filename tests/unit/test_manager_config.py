@@ -23,6 +23,8 @@ def test_defaults_are_valid() -> None:
     ({"scratch_bytes": "512M"}, "between 1G and 16T"),
     ({"scratch_bytes": "17T"}, "between 1G and 16T"),
     ({"member_memory_bytes": "lots"}, "not a size"),
+    ({"spark_conf_group": "Bench Users"}, "spark_conf_group must be a Unix group name"),
+    ({"spark_conf_group": "x" * 33}, "spark_conf_group must be a Unix group name"),
 ])
 def test_bad_values_are_named(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -3,20 +3,26 @@ Remote slots as no-scale demand in the autoscaler."""
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
+import shutil
 import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from benchspark import conffile
-from benchspark.sizing import ExecutorSize, executor_size, fits
+from benchspark.sizing import executor_size, fits
 from manager.autoscaler import PendingJob, ScalerConfig, Snapshot, plan
 from manager.autoscaler.model import GIB, JobHold
 from manager.spark import api
 from manager.spark.broker import OWNER_UID, slot_owner
 from manager.spark.slots import AppWant, SlotCount, is_no_scale, plan_slots, remote_wanted, slot_job_name
+from tests.conftest import require_root
 
 FACTS = conffile.ClusterFacts(master_url="spark://10.0.0.1:7077", driver_host="10.0.0.2", python="/usr/bin/python3",
                               executor=executor_size(31, 120 * GIB), max_executors=16)
@@ -78,11 +84,9 @@ def test_a_users_edit_is_never_overwritten(tmp_path: Path) -> None:
 
 
 def test_files_are_readable_by_every_user_whatever_the_writers_umask(tmp_path: Path) -> None:
-    facts = conffile.ClusterFacts(master_url="spark://10.0.0.1:7077", driver_host="10.0.0.1", python="/usr/bin/python3",
-                                  executor=ExecutorSize(cores=1, memory_mb=1024, per_member=1), max_executors=2)
     old = os.umask(0o027)  # the packaged manager's unit
     try:
-        results = conffile.write_all(facts, tmp_path)
+        results = conffile.write_all(FACTS, tmp_path)
     finally:
         os.umask(old)
     spark_root = tmp_path / ".spark"
@@ -94,6 +98,49 @@ def test_files_are_readable_by_every_user_whatever_the_writers_umask(tmp_path: P
         assert stat.S_IMODE(result.path.stat().st_mode) == 0o644
         assert stat.S_IMODE((result.path.parent / conffile.WRITTEN_HASH).stat().st_mode) == 0o644
     assert spark_root.is_dir()
+
+
+def as_user(user: str, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["/usr/sbin/runuser", "-u", user, "--", "sh", "-c", script, "sh", *args],
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+@pytest.fixture()
+def shared_data_root() -> Iterator[Path]:
+    """A data root ordinary users can reach (pytest's tmp_path is 0700 root's)."""
+    root = Path(tempfile.mkdtemp(prefix="bench-spark-conf-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root)
+
+
+def test_members_of_the_editors_group_edit_the_files_as_themselves(shared_data_root: Path) -> None:
+    require_root()
+    editors = grp.getgrnam("nogroup").gr_gid  # the primary group of the ordinary user "nobody"
+    old = os.umask(0o027)
+    try:
+        local, remote, _ = conffile.write_all(FACTS, shared_data_root, editors)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(local.path.parent.stat().st_mode) == 0o2775 and local.path.parent.stat().st_gid == editors
+    assert stat.S_IMODE(local.path.stat().st_mode) == 0o664 and local.path.stat().st_gid == editors
+    # an edit in place, and one that replaces the file (sed -i): both work, and the cluster keeps them
+    assert as_user("nobody", 'echo "spark.executor.memory 2g" >> "$1"', str(local.path)).returncode == 0
+    edited = as_user("nobody", 'sed -i "s/^spark.task.cpus .*/spark.task.cpus 2/" "$1"', str(remote.path))
+    assert edited.returncode == 0, edited.stderr
+    assert remote.path.stat().st_gid == editors  # the setgid directory gave the new file the editors' group
+    again = conffile.write_all(FACTS, shared_data_root, editors)
+    assert [r.written for r in again] == [False, False, False]
+    assert [r.proposed is not None for r in again] == [True, True, False]
+    assert "spark.executor.memory 2g" in local.path.read_text()
+    assert "spark.task.cpus 2" in remote.path.read_text()
+    # a user outside the group reads the files but cannot change them
+    users = grp.getgrnam("users").gr_gid
+    conffile.write_all(FACTS, shared_data_root, users)
+    dynamic = conffile.conf_file("dynamic", shared_data_root)
+    refused = as_user("nobody", 'echo "spark.executor.cores 64" >> "$1"', str(dynamic))
+    assert refused.returncode != 0 and "Permission denied" in refused.stderr
+    assert as_user("nobody", 'cat "$1"', str(dynamic)).stdout == dynamic.read_text()
 
 
 def test_slot_planning_submits_what_is_missing_and_cancels_surplus_pending() -> None:
