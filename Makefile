@@ -37,7 +37,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-# The README's test command: static checks, unit, integration and end-to-end suites (~10 min).
+# The README's test command: static checks, unit, integration and end-to-end suites (~15 min).
 test: venv protos-check lint
 	$(VENV)/bin/pytest -ra --durations=25 -m "not slow" $(PYTEST_ARGS)
 

@@ -193,8 +193,15 @@ def _settle_directory(directory: Path, editors_gid: int | None) -> int | None:
                 editors_gid = None
         if editors_gid is not None:
             mode = 0o2775  # files created inside (editors' saves, the cluster's) take the editors' group
-    if stat.S_IMODE(directory.stat().st_mode) != mode:
-        os.chmod(directory, mode)
+    current = stat.S_IMODE(directory.stat().st_mode)
+    if current != mode:
+        try:
+            os.chmod(directory, mode)
+        except PermissionError:
+            # the packaged manager may not set the setgid bit (RestrictSUIDSGID=): the image makes these
+            # directories 2775 itself; a directory it did not make is group-writable without the bit
+            if current != mode & 0o777:
+                os.chmod(directory, mode & 0o777)
     return editors_gid
 
 

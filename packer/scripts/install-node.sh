@@ -102,6 +102,11 @@ usermod -aG bench-users bench-manager  # it gives the conf files that group
 install -d -m 0755 /opt/bench /data /data/mounts
 install -d -m 2775 -o root -g bench /data/logs
 install -d -m 0755 -o bench-manager -g bench /data/.spark
+# The kernels' spark-defaults.conf directories: bench-users edit the files, and files saved there keep that
+# group (setgid, which the manager's unit may not set itself: RestrictSUIDSGID=yes).
+install -d -m 0755 -o bench-manager -g bench /data/.spark/local /data/.spark/remote
+install -d -m 2775 -o bench-manager -g bench-users /data/.spark/local/conf /data/.spark/remote/conf \
+  /data/.spark/remote/conf-dynamic
 install -d -m 1777 /scratch
 # 0755: users read the cluster CA (tls/ca.crt); every secret inside is created 0600/0640 on its own.
 install -d -m 0755 -o root -g bench /etc/bench
