@@ -11,6 +11,7 @@ group (the manager's `spark_conf_group`) in setgid directories, and readable by 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -184,15 +185,9 @@ def _settle_directory(directory: Path, editors_gid: int | None) -> int | None:
     for created in reversed(missing):
         created.mkdir(exist_ok=True)
         os.chmod(created, 0o755)
-    mode = 0o755
-    if editors_gid is not None:
-        if directory.stat().st_gid != editors_gid:
-            try:
-                os.chown(directory, -1, editors_gid)
-            except PermissionError:  # the writer is not in that group: it keeps the files to itself
-                editors_gid = None
-        if editors_gid is not None:
-            mode = 0o2775  # files created inside (editors' saves, the cluster's) take the editors' group
+    shared = editors_gid is not None and _take_group(directory, editors_gid)
+    # setgid: files created inside (editors' saves, the cluster's) take the editors' group
+    mode = 0o2775 if shared else 0o755
     current = stat.S_IMODE(directory.stat().st_mode)
     if current != mode:
         try:
@@ -202,19 +197,26 @@ def _settle_directory(directory: Path, editors_gid: int | None) -> int | None:
             # directories 2775 itself; a directory it did not make is group-writable without the bit
             if current != mode & 0o777:
                 os.chmod(directory, mode & 0o777)
-    return editors_gid
+    return editors_gid if shared else None
 
 
 def _settle_file(path: Path, editors_gid: int | None) -> None:
     """The cluster's unchanged file takes the editors' group and mode (the group may have changed)."""
-    try:
-        if editors_gid is not None and path.stat().st_gid != editors_gid:
-            os.chown(path, -1, editors_gid)
-        mode = 0o644 if editors_gid is None or path.stat().st_gid != editors_gid else 0o664
-        if stat.S_IMODE(path.stat().st_mode) != mode:
+    shared = editors_gid is not None and _take_group(path, editors_gid)
+    mode = 0o664 if shared else 0o644
+    if stat.S_IMODE(path.stat().st_mode) != mode:
+        with contextlib.suppress(PermissionError):  # a user's own file (saved by replacing ours): theirs
             os.chmod(path, mode)
-    except PermissionError:  # a user's own file (saved by replacing ours): theirs to keep as it is
-        pass
+
+
+def _take_group(path: Path, gid: int) -> bool:
+    """Give `path` the group `gid`; False when the writer may not (not its file, or not in that group)."""
+    if path.stat().st_gid != gid:
+        try:
+            os.chown(path, -1, gid)
+        except PermissionError:
+            return False
+    return True
 
 
 def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -31,6 +31,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def run_as(user: str, *argv: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """argv as an ordinary user, with that user's groups (runuser), a plain PATH and the output captured."""
+    return subprocess.run(["/usr/sbin/runuser", "-u", user, "--", *argv], capture_output=True, text=True,
+                          timeout=timeout_s, check=False, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+
+
 def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout_s
     last: Any = None

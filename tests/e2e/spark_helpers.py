@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import require
+from tests.harness import run_as
 
 USER = "benchspark"
 EDITORS = "bench-users"  # the manager's default spark_conf_group
@@ -41,9 +42,7 @@ def ensure_user() -> str:
 
 
 def as_user(*argv: str) -> subprocess.CompletedProcess[str]:
-    user = ensure_user()
-    return subprocess.run(["/usr/sbin/runuser", "-u", user, "--", *argv], capture_output=True, text=True,
-                          timeout=60, check=False, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    return run_as(ensure_user(), *argv)
 
 
 def write_words(path: Path, lines: int = 4000) -> None:

@@ -23,6 +23,7 @@ from manager.spark import api
 from manager.spark.broker import OWNER_UID, slot_owner
 from manager.spark.slots import AppWant, SlotCount, is_no_scale, plan_slots, remote_wanted, slot_job_name
 from tests.conftest import require_root
+from tests.harness import run_as
 
 FACTS = conffile.ClusterFacts(master_url="spark://10.0.0.1:7077", driver_host="10.0.0.2", python="/usr/bin/python3",
                               executor=executor_size(31, 120 * GIB), max_executors=16)
@@ -101,8 +102,7 @@ def test_files_are_readable_by_every_user_whatever_the_writers_umask(tmp_path: P
 
 
 def as_user(user: str, script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["/usr/sbin/runuser", "-u", user, "--", "sh", "-c", script, "sh", *args],
-                          capture_output=True, text=True, timeout=30, check=False)
+    return run_as(user, "sh", "-c", script, "sh", *args)
 
 
 @pytest.fixture()
